@@ -1,0 +1,142 @@
+//! The payload digest: what binds an approval to exactly the action that was reviewed.
+//!
+//! `PayloadDigest = SHA-256("countersign.payload.v1" ‖ 0x00 ‖ canonical JSON of
+//! {"action": A, "payload": P, "resources": [{"id": …, "type": …}, …]})`, with the canonical
+//! JSON of [`crate::canonical`]. The action and the resource references are inside the digest so
+//! that the same text aimed at another table or sent as another action kind is a new attempt.
+//! Justification and context are outside it: a different reason for the same action is the same
+//! action.
+
+use crate::attempt::{Action, ResourceRef};
+use crate::canonical::write_canonical;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+const DOMAIN: &[u8] = b"countersign.payload.v1\0";
+
+/// SHA-256 of an attempt's canonical action, resources and payload; shown as 64 hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PayloadDigest([u8; 32]);
+
+impl PayloadDigest {
+    pub fn compute(
+        action: &Action,
+        resources: &[ResourceRef],
+        payload: &serde_json::Value,
+    ) -> PayloadDigest {
+        let document = serde_json::json!({
+            "action": action.as_str(),
+            "resources": resources,
+            "payload": payload,
+        });
+        let mut bytes = Vec::with_capacity(256);
+        bytes.extend_from_slice(DOMAIN);
+        write_canonical(&document, &mut bytes);
+        PayloadDigest(Sha256::digest(&bytes).into())
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn parse_hex(text: &str) -> Result<PayloadDigest, String> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(text, &mut out)
+            .map_err(|e| format!("payload digest `{text}` is not 64 hex digits: {e}"))?;
+        Ok(PayloadDigest(out))
+    }
+}
+
+impl TryFrom<String> for PayloadDigest {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        PayloadDigest::parse_hex(&value)
+    }
+}
+
+impl From<PayloadDigest> for String {
+    fn from(value: PayloadDigest) -> String {
+        value.to_hex()
+    }
+}
+
+impl fmt::Debug for PayloadDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PayloadDigest({})", self.to_hex())
+    }
+}
+
+impl fmt::Display for PayloadDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn db(id: &str) -> Vec<ResourceRef> {
+        vec![ResourceRef {
+            kind: "Database".into(),
+            id: id.into(),
+        }]
+    }
+
+    fn export() -> Action {
+        Action::parse("db.export").unwrap()
+    }
+
+    #[test]
+    fn known_vector() {
+        // Pinned so that a change of encoding is a deliberate, visible decision.
+        let d = PayloadDigest::compute(&export(), &db("prod"), &json!("COPY t TO STDOUT"));
+        let mut bytes = DOMAIN.to_vec();
+        bytes.extend_from_slice(
+            br#"{"action":"db.export","payload":"COPY t TO STDOUT","resources":[{"id":"prod","type":"Database"}]}"#,
+        );
+        assert_eq!(d.to_hex(), hex::encode(Sha256::digest(&bytes)));
+    }
+
+    #[test]
+    fn binds_action_resource_and_payload() {
+        let base = PayloadDigest::compute(&export(), &db("prod"), &json!("SELECT 1"));
+        assert_ne!(
+            base,
+            PayloadDigest::compute(&export(), &db("prod"), &json!("SELECT 2"))
+        );
+        assert_ne!(
+            base,
+            PayloadDigest::compute(&export(), &db("staging"), &json!("SELECT 1"))
+        );
+        assert_ne!(
+            base,
+            PayloadDigest::compute(
+                &Action::parse("db.read").unwrap(),
+                &db("prod"),
+                &json!("SELECT 1")
+            )
+        );
+    }
+
+    #[test]
+    fn key_order_does_not_matter() {
+        let a = serde_json::from_str::<serde_json::Value>(r#"{"x":1,"y":[true]}"#).unwrap();
+        let b = serde_json::from_str::<serde_json::Value>(r#"{ "y" : [true], "x" : 1 }"#).unwrap();
+        assert_eq!(
+            PayloadDigest::compute(&export(), &db("p"), &a),
+            PayloadDigest::compute(&export(), &db("p"), &b)
+        );
+    }
+
+    #[test]
+    fn hex_round_trip_and_rejects_garbage() {
+        let d = PayloadDigest::compute(&export(), &db("p"), &json!(null));
+        assert_eq!(PayloadDigest::parse_hex(&d.to_hex()), Ok(d));
+        assert!(PayloadDigest::parse_hex("zz").is_err());
+        assert!(PayloadDigest::parse_hex(&"ab".repeat(31)).is_err());
+    }
+}

@@ -1,0 +1,24 @@
+//! The domain of countersign: who acts, what they attempt, what policy says about it, and the
+//! pure rules that govern approval requests, votes and grants.
+//!
+//! Nothing here performs IO or reads a clock: time is always passed in as a [`Timestamp`], so
+//! every rule can be tested exhaustively and every caller decides the same way.
+
+pub mod attempt;
+pub mod canonical;
+pub mod decision;
+pub mod digest;
+pub mod grant;
+pub mod principal;
+pub mod request;
+pub mod time;
+
+pub use attempt::{Action, ActionError, Attempt, Classification, Resource, ResourceRef};
+pub use decision::{ApprovalRule, PolicyOutcome, Requirements, Verdict, decide};
+pub use digest::PayloadDigest;
+pub use grant::{Grant, GrantScope, GrantShape, GrantStatus};
+pub use principal::{Principal, PrincipalKind, PrincipalRef};
+pub use request::{
+    ApprovalRequest, CancelError, Decision, RequestStatus, Vote, VoteError, VoteOutcome,
+};
+pub use time::{Timestamp, parse_duration_ms};

@@ -1,0 +1,116 @@
+//! Wall-clock instants as Unix milliseconds, and the duration syntax used in policy annotations.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A point in time, in milliseconds since the Unix epoch (UTC).
+///
+/// Milliseconds are precise enough for deadlines and portable across SQLite and PostgreSQL as a
+/// plain 64-bit integer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub fn millis(self) -> i64 {
+        self.0
+    }
+
+    /// This instant moved forward by `ms` milliseconds, saturating instead of overflowing.
+    pub fn plus_ms(self, ms: u64) -> Timestamp {
+        Timestamp(self.0.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX)))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Parses the duration syntax of `@timeout` and window grants: a sequence of `<number><unit>`
+/// with units `s`, `m`, `h`, `d` (for example `90s`, `15m`, `1h30m`, `7d`), into milliseconds.
+///
+/// Zero durations are refused: a request that expires at once or a grant that never lives is
+/// always a configuration mistake.
+pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut total: u64 = 0;
+    let mut number: Option<u64> = None;
+    for ch in text.chars() {
+        if let Some(d) = ch.to_digit(10) {
+            let n = number.unwrap_or(0);
+            number = Some(
+                n.checked_mul(10)
+                    .and_then(|n| n.checked_add(u64::from(d)))
+                    .ok_or_else(|| format!("duration `{text}` is too large"))?,
+            );
+            continue;
+        }
+        let unit_ms: u64 = match ch {
+            's' => 1_000,
+            'm' => 60_000,
+            'h' => 3_600_000,
+            'd' => 86_400_000,
+            _ => {
+                return Err(format!(
+                    "duration `{text}`: unexpected `{ch}` (use a number followed by s, m, h or d, e.g. `15m`)"
+                ));
+            }
+        };
+        let n = number
+            .take()
+            .ok_or_else(|| format!("duration `{text}`: unit `{ch}` without a number"))?;
+        total = n
+            .checked_mul(unit_ms)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| format!("duration `{text}` is too large"))?;
+    }
+    if number.is_some() {
+        return Err(format!(
+            "duration `{text}`: number without a unit (use s, m, h or d)"
+        ));
+    }
+    if total == 0 {
+        return Err(format!("duration `{text}` is zero"));
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_units_and_sequences() {
+        assert_eq!(parse_duration_ms("90s"), Ok(90_000));
+        assert_eq!(parse_duration_ms("15m"), Ok(900_000));
+        assert_eq!(parse_duration_ms("1h30m"), Ok(5_400_000));
+        assert_eq!(parse_duration_ms(" 7d "), Ok(604_800_000));
+    }
+
+    #[test]
+    fn refuses_malformed_durations() {
+        for bad in [
+            "",
+            "15",
+            "m",
+            "1x",
+            "0s",
+            "-5m",
+            "1.5h",
+            "99999999999999999999d",
+        ] {
+            assert!(parse_duration_ms(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn plus_saturates() {
+        assert_eq!(Timestamp(i64::MAX - 1).plus_ms(10), Timestamp(i64::MAX));
+        assert_eq!(Timestamp(5).plus_ms(10), Timestamp(15));
+    }
+}
