@@ -1,1 +1,436 @@
-//! store
+//! Persistence for countersign: approval requests, votes, grants, audit events and policy
+//! versions, on SQLite (the embedded default, in WAL mode) or PostgreSQL, from the same code and
+//! the same migrations.
+//!
+//! Reads go through [`Store`]; every write goes through a [`StoreTx`], so a step and its audit
+//! events commit together or not at all. Mutable state (a request's status, a grant's status)
+//! lives in plain columns; everything else is kept as the JSON of the domain type it came from.
+
+mod codec;
+mod schema;
+mod tx;
+
+pub use tx::StoreTx;
+
+use countersign_audit::{AuditRecord, ChainHead};
+use countersign_core::{
+    ApprovalRequest, Grant, PayloadDigest, PrincipalRef, RequestStatus, Timestamp,
+};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor, Row};
+use std::str::FromStr;
+use std::sync::Once;
+use std::time::Duration;
+
+/// Which database a store runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported store URL `{0}`: use sqlite://PATH or postgres://USER@HOST/DB")]
+    UnsupportedUrl(String),
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+    #[error("stored {what} is unreadable: {detail}")]
+    Corrupt { what: &'static str, detail: String },
+    #[error("migration {version} ({name}) failed: {source}")]
+    Migration {
+        version: i64,
+        name: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error(
+        "database schema is at version {found}, newer than this build understands ({known}); upgrade countersign"
+    )]
+    SchemaTooNew { found: i64, known: i64 },
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> StoreError {
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
+            other => StoreError::Database(other),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which requests to list.
+#[derive(Clone, Debug, Default)]
+pub struct RequestFilter {
+    pub status: Option<RequestStatus>,
+    /// Only requests made by this principal (or on behalf of this user).
+    pub requester: Option<PrincipalRef>,
+    /// Only requests that one of these groups may review. `None` means no restriction.
+    pub reviewable_by: Option<Vec<String>>,
+    pub limit: u32,
+}
+
+/// A policy set that was loaded, as recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyVersionRecord {
+    pub version: String,
+    pub loaded_at: Timestamp,
+    pub files: Vec<String>,
+    pub policy_count: i64,
+}
+
+/// A connection pool to the store's database.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+static DRIVERS: Once = Once::new();
+
+impl Store {
+    /// Opens the database at `url` (`sqlite://PATH` or `postgres://…`), creating a SQLite file
+    /// if needed, and brings its schema up to date.
+    pub async fn open(url: &str) -> Result<Store> {
+        Self::open_with(url, 8, Duration::from_secs(5)).await
+    }
+
+    /// As [`Store::open`], with an explicit pool size and acquire timeout.
+    pub async fn open_with(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> Result<Store> {
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let (backend, url) = normalise_url(url)?;
+        let options = AnyConnectOptions::from_str(&url)?;
+        let mut pool_options = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(acquire_timeout);
+        if backend == Backend::Sqlite {
+            // WAL lets readers proceed while the writer commits; FULL sync makes a commit
+            // durable before it returns, which the audit guarantee needs.
+            pool_options = pool_options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = FULL").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    conn.execute("PRAGMA busy_timeout = 5000").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = pool_options.connect_with(options).await?;
+        let store = Store { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes every connection; later calls fail as unavailable.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// A cheap round trip, for readiness checks.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        sqlx::raw_sql(schema::BOOKKEEPING)
+            .execute(&self.pool)
+            .await?;
+        let applied: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM schema_migrations")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("v")?;
+        let applied = applied.unwrap_or(0);
+        let known = schema::MIGRATIONS.last().map_or(0, |m| m.version);
+        if applied > known {
+            return Err(StoreError::SchemaTooNew {
+                found: applied,
+                known,
+            });
+        }
+        for m in schema::MIGRATIONS.iter().filter(|m| m.version > applied) {
+            let fail = |source| StoreError::Migration {
+                version: m.version,
+                name: m.name,
+                source,
+            };
+            let mut tx = self.pool.begin().await?;
+            sqlx::raw_sql(m.common)
+                .execute(&mut *tx)
+                .await
+                .map_err(fail)?;
+            sqlx::raw_sql(m.backend_sql(self.backend))
+                .execute(&mut *tx)
+                .await
+                .map_err(fail)?;
+            sqlx::query(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            )
+            .bind(m.version)
+            .bind(m.name)
+            .bind(now_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+            tx.commit().await.map_err(fail)?;
+            tracing::info!(
+                version = m.version,
+                name = m.name,
+                "applied store migration"
+            );
+        }
+        Ok(())
+    }
+
+    /// Starts a write transaction.
+    pub async fn begin(&self) -> Result<StoreTx> {
+        Ok(StoreTx::new(self.pool.begin().await?))
+    }
+
+    pub async fn request(&self, id: &str) -> Result<Option<ApprovalRequest>> {
+        let mut conn = self.pool.acquire().await?;
+        codec::load_request(&mut conn, id).await
+    }
+
+    /// The pending request of `principal` for exactly this payload, if one is waiting.
+    pub async fn pending_request_for(
+        &self,
+        principal: &PrincipalRef,
+        on_behalf_of: Option<&str>,
+        digest: &PayloadDigest,
+    ) -> Result<Option<ApprovalRequest>> {
+        let row = sqlx::query(
+            "SELECT id FROM requests WHERE principal_kind = $1 AND principal_id = $2 \
+             AND digest = $3 AND status = 'pending' AND COALESCE(on_behalf_of, '') = $4 \
+             ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(principal.kind.as_str())
+        .bind(&principal.id)
+        .bind(digest.to_hex())
+        .bind(on_behalf_of.unwrap_or(""))
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => {
+                let id: String = row.try_get("id")?;
+                self.request(&id).await
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Requests matching `filter`, newest first.
+    pub async fn requests(&self, filter: &RequestFilter) -> Result<Vec<ApprovalRequest>> {
+        let mut sql = String::from("SELECT r.id FROM requests r WHERE 1 = 1");
+        let mut args: Vec<String> = Vec::new();
+        let mut next = |sql: &mut String, clause: &str, value: String| {
+            args.push(value);
+            sql.push_str(&clause.replace('?', &format!("${}", args.len())));
+        };
+        if let Some(status) = filter.status {
+            next(&mut sql, " AND r.status = ?", status.as_str().to_owned());
+        }
+        if let Some(p) = &filter.requester {
+            next(
+                &mut sql,
+                " AND ((r.principal_kind = ?",
+                p.kind.as_str().to_owned(),
+            );
+            next(&mut sql, " AND r.principal_id = ?)", p.id.clone());
+            if p.kind == countersign_core::PrincipalKind::User {
+                next(&mut sql, " OR r.on_behalf_of = ?", p.id.clone());
+            }
+            sql.push(')');
+        }
+        if let Some(groups) = &filter.reviewable_by {
+            if groups.is_empty() {
+                return Ok(Vec::new());
+            }
+            sql.push_str(" AND EXISTS (SELECT 1 FROM request_groups g WHERE g.request_id = r.id AND g.group_name IN (");
+            for (i, g) in groups.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                next(&mut sql, "?", g.clone());
+            }
+            sql.push_str("))");
+        }
+        sql.push_str(&format!(
+            " ORDER BY r.created_at DESC, r.id DESC LIMIT {}",
+            filter.limit.clamp(1, 1000)
+        ));
+        // Built only from fixed fragments; every value is a bound parameter.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for a in &args {
+            query = query.bind(a.as_str());
+        }
+        let mut conn = self.pool.acquire().await?;
+        let ids: Vec<String> = query
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| r.try_get("id"))
+            .collect::<Result<_, _>>()?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(r) = codec::load_request(&mut conn, &id).await? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn grant(&self, id: &str) -> Result<Option<Grant>> {
+        let row = sqlx::query(codec::GRANT_SELECT_BY_ID)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(codec::grant_from_row).transpose()
+    }
+
+    /// Grants, newest first; only those of `principal` when given, only active ones when asked.
+    pub async fn grants(
+        &self,
+        principal: Option<&PrincipalRef>,
+        active_only: bool,
+        limit: u32,
+    ) -> Result<Vec<Grant>> {
+        let mut sql = format!("{} WHERE 1 = 1", codec::GRANT_SELECT);
+        if active_only {
+            sql.push_str(" AND status = 'active'");
+        }
+        if principal.is_some() {
+            sql.push_str(" AND principal_kind = $1 AND principal_id = $2");
+        }
+        sql.push_str(&format!(
+            " ORDER BY issued_at DESC, id DESC LIMIT {}",
+            limit.clamp(1, 10_000)
+        ));
+        // Built only from fixed fragments; every value is a bound parameter.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(p) = principal {
+            query = query.bind(p.kind.as_str()).bind(&p.id);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(codec::grant_from_row).collect()
+    }
+
+    /// The earliest deadline among pending requests and active grants.
+    pub async fn next_deadline(&self) -> Result<Option<Timestamp>> {
+        let row = sqlx::query(
+            "SELECT MIN(t) AS t FROM (\
+               SELECT MIN(expires_at) AS t FROM requests WHERE status = 'pending' \
+               UNION ALL SELECT MIN(expires_at) AS t FROM grants WHERE status = 'active') d",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let t: Option<i64> = row.try_get("t")?;
+        Ok(t.map(Timestamp))
+    }
+
+    /// The end of the audit chain: where the next record goes.
+    pub async fn audit_head(&self) -> Result<ChainHead> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            None => Ok(ChainHead::EMPTY),
+            Some(row) => {
+                let seq: i64 = row.try_get("seq")?;
+                let hash: String = row.try_get("hash")?;
+                Ok(ChainHead {
+                    next_seq: codec::seq_from_db(seq)? + 1,
+                    hash: codec::hash_from_hex(&hash)?,
+                })
+            }
+        }
+    }
+
+    /// Audit records with `seq >= from`, in order, at most `limit`.
+    pub async fn audit_records(&self, from: u64, limit: u32) -> Result<Vec<AuditRecord>> {
+        let rows = sqlx::query(
+            "SELECT seq, event, prev_hash, hash FROM audit_events WHERE seq >= $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(i64::try_from(from).unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(codec::audit_from_row).collect()
+    }
+
+    /// Audit records that concern one request, in order.
+    pub async fn audit_records_for_request(&self, request_id: &str) -> Result<Vec<AuditRecord>> {
+        let rows = sqlx::query(
+            "SELECT seq, event, prev_hash, hash FROM audit_events WHERE request_id = $1 ORDER BY seq",
+        )
+        .bind(request_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(codec::audit_from_row).collect()
+    }
+
+    pub async fn policy_versions(&self, limit: u32) -> Result<Vec<PolicyVersionRecord>> {
+        let rows = sqlx::query(
+            "SELECT version, loaded_at, files, policy_count FROM policy_versions \
+             ORDER BY loaded_at DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(codec::policy_version_from_row).collect()
+    }
+}
+
+fn normalise_url(url: &str) -> Result<(Backend, String)> {
+    if let Some(rest) = url.strip_prefix("sqlite:") {
+        // Create the file on first use unless the operator chose a mode.
+        let url = if rest.contains("mode=") {
+            url.to_owned()
+        } else if rest.contains('?') {
+            format!("{url}&mode=rwc")
+        } else {
+            format!("{url}?mode=rwc")
+        };
+        Ok((Backend::Sqlite, url))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok((Backend::Postgres, url.to_owned()))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_owned()))
+    }
+}
+
+pub(crate) fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+impl Store {
+    /// Runs one statement outside any transaction. For tests that tamper with the database the
+    /// way an operator with direct access could.
+    #[cfg(feature = "testing")]
+    pub async fn exec_for_tests(&self, sql: &'static str) -> Result<()> {
+        sqlx::raw_sql(sql).execute(&self.pool).await?;
+        Ok(())
+    }
+}

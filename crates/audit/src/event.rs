@@ -1,0 +1,126 @@
+//! The audit event: one step the gateway took, with who, what, why, the verdict and the policy
+//! version behind it.
+
+use countersign_core::{PrincipalRef, Resource, Timestamp};
+use serde::{Deserialize, Serialize};
+
+/// What kind of step an event records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventKind {
+    /// An attempt and the verdict it got (allow, deny or approval).
+    #[serde(rename = "attempt")]
+    Attempt,
+    #[serde(rename = "request.created")]
+    RequestCreated,
+    #[serde(rename = "vote.cast")]
+    VoteCast,
+    /// A request reached `approved`, `denied`, `expired` or `cancelled` (see `outcome`).
+    #[serde(rename = "request.settled")]
+    RequestSettled,
+    #[serde(rename = "grant.issued")]
+    GrantIssued,
+    #[serde(rename = "grant.used")]
+    GrantUsed,
+    #[serde(rename = "grant.expired")]
+    GrantExpired,
+    #[serde(rename = "grant.revoked")]
+    GrantRevoked,
+    #[serde(rename = "policy.loaded")]
+    PolicyLoaded,
+    /// A policy reload that was refused; the previous set stays in force.
+    #[serde(rename = "policy.rejected")]
+    PolicyRejected,
+    /// What happened when an allowed action ran, as reported by the gate or client.
+    #[serde(rename = "execution")]
+    Execution,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Attempt => "attempt",
+            EventKind::RequestCreated => "request.created",
+            EventKind::VoteCast => "vote.cast",
+            EventKind::RequestSettled => "request.settled",
+            EventKind::GrantIssued => "grant.issued",
+            EventKind::GrantUsed => "grant.used",
+            EventKind::GrantExpired => "grant.expired",
+            EventKind::GrantRevoked => "grant.revoked",
+            EventKind::PolicyLoaded => "policy.loaded",
+            EventKind::PolicyRejected => "policy.rejected",
+            EventKind::Execution => "execution",
+        }
+    }
+}
+
+/// One audit event. Fields that do not apply to a kind are left out of the encoding.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub time: Timestamp,
+    pub kind: EventKind,
+    /// Who took this step: the voter, the canceller, the administrator. Absent for the system.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<PrincipalRef>,
+    /// Whose attempt the step concerns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<PrincipalRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<Resource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub justification: Option<String>,
+    /// `allow`, `deny` or `approval` for attempts; `approve` or `deny` for votes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vote_id: Option<String>,
+    /// Where the step came from: `api`, `cli`, `slack`, a gate name, `system`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// How the step ended: a request's final status, an execution's result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+}
+
+impl AuditEvent {
+    pub fn new(kind: EventKind, time: Timestamp) -> AuditEvent {
+        AuditEvent {
+            time,
+            kind,
+            actor: None,
+            principal: None,
+            on_behalf_of: None,
+            action: None,
+            resources: Vec::new(),
+            payload_digest: None,
+            payload: None,
+            justification: None,
+            verdict: None,
+            reason: None,
+            policy_version: None,
+            policy_ids: Vec::new(),
+            request_id: None,
+            grant_id: None,
+            vote_id: None,
+            channel: None,
+            outcome: None,
+        }
+    }
+}

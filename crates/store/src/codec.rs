@@ -1,0 +1,100 @@
+//! Conversions between rows and domain types.
+
+use crate::{PolicyVersionRecord, Result, StoreError};
+use countersign_audit::AuditRecord;
+use countersign_core::{
+    ApprovalRequest, Grant, GrantStatus, PrincipalRef, RequestStatus, Timestamp, Vote,
+};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+pub(crate) const GRANT_SELECT: &str = "SELECT id, status, ended_at, body FROM grants";
+pub(crate) const GRANT_SELECT_BY_ID: &str =
+    "SELECT id, status, ended_at, body FROM grants WHERE id = $1";
+
+fn corrupt(what: &'static str, detail: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        what,
+        detail: detail.to_string(),
+    }
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(what: &'static str, value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| corrupt(what, e))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(what: &'static str, text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| corrupt(what, e))
+}
+
+pub(crate) async fn load_request(
+    conn: &mut AnyConnection,
+    id: &str,
+) -> Result<Option<ApprovalRequest>> {
+    let Some(row) =
+        sqlx::query("SELECT status, settled_at, cancelled_by, body FROM requests WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?
+    else {
+        return Ok(None);
+    };
+    let mut request: ApprovalRequest = from_json("request", &row.try_get::<String, _>("body")?)?;
+    let status: String = row.try_get("status")?;
+    request.status =
+        RequestStatus::parse(&status).ok_or_else(|| corrupt("request status", &status))?;
+    request.settled_at = row.try_get::<Option<i64>, _>("settled_at")?.map(Timestamp);
+    request.cancelled_by = match row.try_get::<Option<String>, _>("cancelled_by")? {
+        Some(text) => Some(from_json::<PrincipalRef>("request canceller", &text)?),
+        None => None,
+    };
+    let votes = sqlx::query("SELECT body FROM votes WHERE request_id = $1 ORDER BY cast_at, id")
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?;
+    request.votes = votes
+        .iter()
+        .map(|r| from_json::<Vote>("vote", &r.try_get::<String, _>("body")?))
+        .collect::<Result<_>>()?;
+    Ok(Some(request))
+}
+
+pub(crate) fn grant_from_row(row: &AnyRow) -> Result<Grant> {
+    let mut grant: Grant = from_json("grant", &row.try_get::<String, _>("body")?)?;
+    let status: String = row.try_get("status")?;
+    grant.status = GrantStatus::parse(&status).ok_or_else(|| corrupt("grant status", &status))?;
+    grant.ended_at = row.try_get::<Option<i64>, _>("ended_at")?.map(Timestamp);
+    Ok(grant)
+}
+
+pub(crate) fn audit_from_row(row: &AnyRow) -> Result<AuditRecord> {
+    Ok(AuditRecord {
+        seq: seq_from_db(row.try_get("seq")?)?,
+        event_json: row.try_get("event")?,
+        prev_hash: hash_from_hex(&row.try_get::<String, _>("prev_hash")?)?,
+        hash: hash_from_hex(&row.try_get::<String, _>("hash")?)?,
+    })
+}
+
+pub(crate) fn policy_version_from_row(row: &AnyRow) -> Result<PolicyVersionRecord> {
+    Ok(PolicyVersionRecord {
+        version: row.try_get("version")?,
+        loaded_at: Timestamp(row.try_get("loaded_at")?),
+        files: from_json("policy file list", &row.try_get::<String, _>("files")?)?,
+        policy_count: row.try_get("policy_count")?,
+    })
+}
+
+pub(crate) fn seq_from_db(seq: i64) -> Result<u64> {
+    u64::try_from(seq).map_err(|_| corrupt("audit sequence number", seq))
+}
+
+pub(crate) fn seq_to_db(seq: u64) -> Result<i64> {
+    i64::try_from(seq).map_err(|_| corrupt("audit sequence number", seq))
+}
+
+pub(crate) fn hash_from_hex(text: &str) -> Result<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(text, &mut out).map_err(|e| corrupt("audit hash", e))?;
+    Ok(out)
+}

@@ -1,0 +1,110 @@
+//! The database schema, as an ordered list of migrations shared by SQLite and PostgreSQL.
+//!
+//! Only portable SQL is used (TEXT, BIGINT, plain indexes); the few statements that cannot be
+//! portable (append-only triggers) come in one variant per backend. Each migration runs in its
+//! own transaction together with the row that records it, so a failed migration leaves nothing.
+
+use crate::Backend;
+
+pub(crate) struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub common: &'static str,
+    pub sqlite: &'static str,
+    pub postgres: &'static str,
+}
+
+impl Migration {
+    pub fn backend_sql(&self, backend: Backend) -> &'static str {
+        match backend {
+            Backend::Sqlite => self.sqlite,
+            Backend::Postgres => self.postgres,
+        }
+    }
+}
+
+pub(crate) const BOOKKEEPING: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version BIGINT PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at BIGINT NOT NULL
+)";
+
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "spine",
+    common: "
+CREATE TABLE policy_versions (
+    version TEXT PRIMARY KEY,
+    loaded_at BIGINT NOT NULL,
+    files TEXT NOT NULL,
+    policy_count BIGINT NOT NULL
+);
+CREATE TABLE requests (
+    id TEXT PRIMARY KEY,
+    principal_kind TEXT NOT NULL,
+    principal_id TEXT NOT NULL,
+    on_behalf_of TEXT,
+    action TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    settled_at BIGINT,
+    cancelled_by TEXT,
+    body TEXT NOT NULL
+);
+CREATE INDEX requests_by_status ON requests (status, expires_at);
+CREATE INDEX requests_by_principal ON requests (principal_kind, principal_id, digest, status);
+CREATE TABLE request_groups (
+    request_id TEXT NOT NULL REFERENCES requests (id),
+    group_name TEXT NOT NULL,
+    PRIMARY KEY (request_id, group_name)
+);
+CREATE INDEX request_groups_by_group ON request_groups (group_name);
+CREATE TABLE votes (
+    id TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL REFERENCES requests (id),
+    voter_kind TEXT NOT NULL,
+    voter_id TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    cast_at BIGINT NOT NULL,
+    body TEXT NOT NULL,
+    UNIQUE (request_id, voter_kind, voter_id)
+);
+CREATE TABLE grants (
+    id TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL REFERENCES requests (id),
+    principal_kind TEXT NOT NULL,
+    principal_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    issued_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    ended_at BIGINT,
+    body TEXT NOT NULL
+);
+CREATE INDEX grants_by_status ON grants (status, expires_at);
+CREATE TABLE audit_events (
+    seq BIGINT PRIMARY KEY,
+    time BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    request_id TEXT,
+    grant_id TEXT,
+    event TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX audit_events_by_request ON audit_events (request_id);
+",
+    sqlite: "
+CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
+CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
+",
+    postgres: "
+CREATE FUNCTION countersign_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'audit events are append-only'; END $$;
+CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events
+FOR EACH ROW EXECUTE FUNCTION countersign_audit_append_only();
+",
+}];

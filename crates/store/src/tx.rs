@@ -1,0 +1,255 @@
+//! Write transactions: every change to the store happens inside one, with its audit records.
+
+use crate::codec::{self, to_json};
+use crate::{Result, now_millis};
+use countersign_audit::AuditRecord;
+use countersign_core::{
+    ApprovalRequest, Grant, GrantStatus, PrincipalRef, RequestStatus, Timestamp, Vote,
+};
+use sqlx::{Any, Transaction};
+
+/// An open write transaction. Dropping it without [`StoreTx::commit`] rolls everything back.
+#[derive(Debug)]
+pub struct StoreTx {
+    tx: Transaction<'static, Any>,
+}
+
+impl StoreTx {
+    pub(crate) fn new(tx: Transaction<'static, Any>) -> StoreTx {
+        StoreTx { tx }
+    }
+
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks a point that [`StoreTx::rollback_to_savepoint`] returns to, so one step of a
+    /// batch can fail without undoing the others.
+    pub async fn savepoint(&mut self) -> Result<()> {
+        sqlx::raw_sql("SAVEPOINT step")
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn release_savepoint(&mut self) -> Result<()> {
+        sqlx::raw_sql("RELEASE SAVEPOINT step")
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn rollback_to_savepoint(&mut self) -> Result<()> {
+        sqlx::raw_sql("ROLLBACK TO SAVEPOINT step; RELEASE SAVEPOINT step")
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Reads a request (with its votes) inside this transaction.
+    pub async fn request(&mut self, id: &str) -> Result<Option<ApprovalRequest>> {
+        codec::load_request(&mut self.tx, id).await
+    }
+
+    pub async fn grant(&mut self, id: &str) -> Result<Option<Grant>> {
+        let row = sqlx::query(codec::GRANT_SELECT_BY_ID)
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.as_ref().map(codec::grant_from_row).transpose()
+    }
+
+    /// Stores a new request (its votes, if any, go through [`StoreTx::insert_vote`]).
+    pub async fn insert_request(&mut self, request: &ApprovalRequest) -> Result<()> {
+        let mut body = request.clone();
+        body.votes.clear();
+        sqlx::query(
+            "INSERT INTO requests (id, principal_kind, principal_id, on_behalf_of, action, digest, \
+             status, created_at, expires_at, settled_at, cancelled_by, body) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, $10)",
+        )
+        .bind(&request.id)
+        .bind(request.attempt.principal.kind.as_str())
+        .bind(&request.attempt.principal.id)
+        .bind(request.attempt.on_behalf_of.as_deref())
+        .bind(request.attempt.action.as_str())
+        .bind(request.digest.to_hex())
+        .bind(request.status.as_str())
+        .bind(request.created_at.millis())
+        .bind(request.expires_at.millis())
+        .bind(to_json("request", &body)?)
+        .execute(&mut *self.tx)
+        .await?;
+        for group in request.requirements.eligible_groups() {
+            sqlx::query("INSERT INTO request_groups (request_id, group_name) VALUES ($1, $2)")
+                .bind(&request.id)
+                .bind(group)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn insert_vote(&mut self, request_id: &str, vote: &Vote) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO votes (id, request_id, voter_kind, voter_id, decision, cast_at, body) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&vote.id)
+        .bind(request_id)
+        .bind(vote.voter.kind.as_str())
+        .bind(&vote.voter.id)
+        .bind(vote.decision.as_str())
+        .bind(vote.cast_at.millis())
+        .bind(to_json("vote", vote)?)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Moves a pending request to `status`. Returns false, changing nothing, if it was no
+    /// longer pending.
+    pub async fn settle_request(
+        &mut self,
+        id: &str,
+        status: RequestStatus,
+        at: Timestamp,
+        cancelled_by: Option<&PrincipalRef>,
+    ) -> Result<bool> {
+        let cancelled_by = cancelled_by
+            .map(|p| to_json("request canceller", p))
+            .transpose()?;
+        let done = sqlx::query(
+            "UPDATE requests SET status = $1, settled_at = $2, cancelled_by = $3 \
+             WHERE id = $4 AND status = 'pending'",
+        )
+        .bind(status.as_str())
+        .bind(at.millis())
+        .bind(cancelled_by)
+        .bind(id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn insert_grant(&mut self, grant: &Grant) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO grants (id, request_id, principal_kind, principal_id, status, issued_at, \
+             expires_at, ended_at, body) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8)",
+        )
+        .bind(&grant.id)
+        .bind(&grant.request_id)
+        .bind(grant.principal.kind.as_str())
+        .bind(&grant.principal.id)
+        .bind(grant.status.as_str())
+        .bind(grant.issued_at.millis())
+        .bind(grant.expires_at.millis())
+        .bind(to_json("grant", grant)?)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Ends an active grant (used, expired or revoked). Returns false, changing nothing, if it
+    /// was no longer active: this conditional update is what makes a single-use grant serve
+    /// exactly one execution.
+    pub async fn end_grant(
+        &mut self,
+        id: &str,
+        status: GrantStatus,
+        at: Timestamp,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE grants SET status = $1, ended_at = $2 WHERE id = $3 AND status = 'active'",
+        )
+        .bind(status.as_str())
+        .bind(at.millis())
+        .bind(id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Ids of pending requests whose deadline is at or before `now`.
+    pub async fn due_requests(&mut self, now: Timestamp) -> Result<Vec<String>> {
+        self.ids(
+            "SELECT id FROM requests WHERE status = 'pending' AND expires_at <= $1 ORDER BY expires_at, id",
+            now,
+        )
+        .await
+    }
+
+    /// Ids of active grants whose expiry is at or before `now`.
+    pub async fn due_grants(&mut self, now: Timestamp) -> Result<Vec<String>> {
+        self.ids(
+            "SELECT id FROM grants WHERE status = 'active' AND expires_at <= $1 ORDER BY expires_at, id",
+            now,
+        )
+        .await
+    }
+
+    async fn ids(&mut self, sql: &'static str, now: Timestamp) -> Result<Vec<String>> {
+        use sqlx::Row;
+        let rows = sqlx::query(sql)
+            .bind(now.millis())
+            .fetch_all(&mut *self.tx)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get::<String, _>("id"))
+            .collect::<Result<_, _>>()?)
+    }
+
+    pub async fn append_audit(
+        &mut self,
+        record: &AuditRecord,
+        kind: &str,
+        time: Timestamp,
+        request_id: Option<&str>,
+        grant_id: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit_events (seq, time, kind, request_id, grant_id, event, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(codec::seq_to_db(record.seq)?)
+        .bind(time.millis())
+        .bind(kind)
+        .bind(request_id)
+        .bind(grant_id)
+        .bind(&record.event_json)
+        .bind(hex::encode(record.prev_hash))
+        .bind(hex::encode(record.hash))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a loaded policy set; loading the same version again keeps the first record.
+    pub async fn record_policy_version(
+        &mut self,
+        version: &str,
+        files: &[String],
+        policy_count: usize,
+    ) -> Result<()> {
+        let exists = sqlx::query("SELECT 1 AS one FROM policy_versions WHERE version = $1")
+            .bind(version)
+            .fetch_optional(&mut *self.tx)
+            .await?
+            .is_some();
+        if !exists {
+            sqlx::query(
+                "INSERT INTO policy_versions (version, loaded_at, files, policy_count) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(version)
+            .bind(now_millis())
+            .bind(to_json("policy file list", &files)?)
+            .bind(i64::try_from(policy_count).unwrap_or(i64::MAX))
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,362 @@
+//! The store against both backends: SQLite in a temporary file and a fresh PostgreSQL database.
+
+use countersign_audit::{AuditEvent, ChainHead, EventKind, link, verify_chain};
+use countersign_core::{
+    Action, ApprovalRequest, ApprovalRule, Attempt, Decision, Grant, GrantShape, GrantStatus,
+    PayloadDigest, PrincipalRef, RequestStatus, Requirements, Resource, Timestamp, Vote,
+};
+use countersign_store::testing::TestDb;
+use countersign_store::{Backend, RequestFilter, Store, StoreError};
+use std::collections::BTreeMap;
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name(countersign_store::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name(countersign_store::Backend::Postgres).await })*
+        }
+    };
+}
+
+both_backends!(
+    migrations_are_idempotent,
+    request_round_trip_with_votes_and_settlement,
+    grant_ends_exactly_once,
+    audit_chain_is_stored_and_append_only,
+    listing_filters,
+    deadlines_and_due_items,
+    rolled_back_step_leaves_nothing,
+);
+
+fn request(id: &str, principal: &str, payload: &str, expires_at: i64) -> ApprovalRequest {
+    let action = Action::parse("db.export").unwrap();
+    let resources = vec![Resource::new("Database", "prod")];
+    let payload = serde_json::json!(payload);
+    ApprovalRequest {
+        id: id.into(),
+        digest: PayloadDigest::compute(&action, &[resources[0].reference()], &payload),
+        attempt: Attempt {
+            principal: PrincipalRef::agent(principal),
+            on_behalf_of: None,
+            action,
+            resources,
+            payload,
+            justification: Some("report".into()),
+            context: BTreeMap::new(),
+        },
+        requirements: Requirements {
+            rules: vec![ApprovalRule {
+                policy_id: "p".into(),
+                groups: ["owners".to_string()].into(),
+                quorum: 1,
+            }],
+            grant: GrantShape::Once,
+            timeout_ms: 1000,
+        },
+        policy_version: "v1".into(),
+        policy_ids: vec!["p".into()],
+        status: RequestStatus::Pending,
+        created_at: Timestamp(expires_at - 1000),
+        expires_at: Timestamp(expires_at),
+        settled_at: None,
+        cancelled_by: None,
+        votes: Vec::new(),
+    }
+}
+
+fn grant(id: &str, request: &ApprovalRequest, expires_at: i64) -> Grant {
+    Grant {
+        id: id.into(),
+        request_id: request.id.clone(),
+        principal: request.attempt.principal.clone(),
+        on_behalf_of: None,
+        action: request.attempt.action.clone(),
+        resources: request.attempt.resource_refs(),
+        digest: request.digest,
+        shape: GrantShape::Once,
+        issued_at: Timestamp(0),
+        expires_at: Timestamp(expires_at),
+        status: GrantStatus::Active,
+        ended_at: None,
+    }
+}
+
+async fn open(backend: Backend) -> (TestDb, Store) {
+    let db = TestDb::new(backend).await;
+    let store = Store::open(&db.url).await.unwrap();
+    assert_eq!(store.backend(), backend);
+    (db, store)
+}
+
+async fn migrations_are_idempotent(backend: Backend) {
+    let (db, store) = open(backend).await;
+    store.close().await;
+    let again = Store::open(&db.url).await.unwrap();
+    again.ping().await.unwrap();
+    assert_eq!(again.audit_head().await.unwrap(), ChainHead::EMPTY);
+}
+
+async fn request_round_trip_with_votes_and_settlement(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    let r = request("r1", "etl", "COPY a TO STDOUT", 10_000);
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_request(&r).await.unwrap();
+    let vote = Vote {
+        id: "v1".into(),
+        voter: PrincipalRef::user("bob"),
+        voter_groups: ["owners".to_string()].into(),
+        decision: Decision::Approve,
+        reason: Some("ok".into()),
+        channel: "api".into(),
+        cast_at: Timestamp(9_500),
+    };
+    tx.insert_vote("r1", &vote).await.unwrap();
+    assert!(
+        tx.settle_request("r1", RequestStatus::Approved, Timestamp(9_500), None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !tx.settle_request("r1", RequestStatus::Denied, Timestamp(9_600), None)
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
+
+    let loaded = store.request("r1").await.unwrap().unwrap();
+    assert_eq!(loaded.status, RequestStatus::Approved);
+    assert_eq!(loaded.settled_at, Some(Timestamp(9_500)));
+    assert_eq!(loaded.votes, vec![vote.clone()]);
+    assert_eq!(loaded.attempt, r.attempt);
+    assert_eq!(loaded.digest, r.digest);
+    assert!(store.request("nope").await.unwrap().is_none());
+
+    // A second vote by the same person is refused by the database too.
+    let mut tx = store.begin().await.unwrap();
+    assert!(
+        tx.insert_vote(
+            "r1",
+            &Vote {
+                id: "v2".into(),
+                ..vote
+            }
+        )
+        .await
+        .is_err()
+    );
+}
+
+async fn grant_ends_exactly_once(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    let r = request("r1", "etl", "x", 10_000);
+    let g = grant("g1", &r, 20_000);
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_request(&r).await.unwrap();
+    tx.insert_grant(&g).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin().await.unwrap();
+    assert!(
+        tx.end_grant("g1", GrantStatus::Used, Timestamp(5))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !tx.end_grant("g1", GrantStatus::Used, Timestamp(6))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !tx.end_grant("g1", GrantStatus::Revoked, Timestamp(6))
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
+    let loaded = store.grant("g1").await.unwrap().unwrap();
+    assert_eq!(loaded.status, GrantStatus::Used);
+    assert_eq!(loaded.ended_at, Some(Timestamp(5)));
+    assert!(store.grants(None, true, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .grants(Some(&PrincipalRef::agent("etl")), false, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .grants(Some(&PrincipalRef::agent("x")), false, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn audit_chain_is_stored_and_append_only(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    let mut head = store.audit_head().await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    for i in 0..5 {
+        let mut e = AuditEvent::new(EventKind::Attempt, Timestamp(i));
+        e.verdict = Some("allow".into());
+        let (record, next) = link(head, &e);
+        tx.append_audit(&record, e.kind.as_str(), e.time, None, None)
+            .await
+            .unwrap();
+        head = next;
+    }
+    tx.commit().await.unwrap();
+    assert_eq!(store.audit_head().await.unwrap(), head);
+    let records = store.audit_records(0, 100).await.unwrap();
+    assert_eq!(verify_chain(&records).unwrap(), head);
+    assert_eq!(store.audit_records(3, 100).await.unwrap().len(), 2);
+
+    for tamper in [
+        "UPDATE audit_events SET kind = 'x' WHERE seq = 1",
+        "DELETE FROM audit_events WHERE seq = 1",
+    ] {
+        let err = store.exec_for_tests(tamper).await.unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{tamper}: {err}");
+    }
+    assert_eq!(verify_chain(&store.audit_records(0, 100).await.unwrap()).unwrap(), head);
+}
+
+async fn listing_filters(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_request(&request("r1", "etl", "a", 1_000))
+        .await
+        .unwrap();
+    tx.insert_request(&request("r2", "etl", "b", 2_000))
+        .await
+        .unwrap();
+    tx.insert_request(&request("r3", "other", "c", 3_000))
+        .await
+        .unwrap();
+    tx.settle_request("r2", RequestStatus::Denied, Timestamp(5), None)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let ids = |v: Vec<ApprovalRequest>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let all = RequestFilter {
+        limit: 100,
+        ..Default::default()
+    };
+    assert_eq!(ids(store.requests(&all).await.unwrap()), ["r3", "r2", "r1"]);
+    let pending = RequestFilter {
+        status: Some(RequestStatus::Pending),
+        ..all.clone()
+    };
+    assert_eq!(ids(store.requests(&pending).await.unwrap()), ["r3", "r1"]);
+    let mine = RequestFilter {
+        requester: Some(PrincipalRef::agent("etl")),
+        ..all.clone()
+    };
+    assert_eq!(ids(store.requests(&mine).await.unwrap()), ["r2", "r1"]);
+    let owners = RequestFilter {
+        reviewable_by: Some(vec!["owners".into()]),
+        ..all.clone()
+    };
+    assert_eq!(store.requests(&owners).await.unwrap().len(), 3);
+    let strangers = RequestFilter {
+        reviewable_by: Some(vec!["x".into(), "y".into()]),
+        ..all.clone()
+    };
+    assert!(store.requests(&strangers).await.unwrap().is_empty());
+    let nobody = RequestFilter {
+        reviewable_by: Some(vec![]),
+        ..all
+    };
+    assert!(store.requests(&nobody).await.unwrap().is_empty());
+
+    let r1 = request("r1", "etl", "a", 1_000);
+    let found = store
+        .pending_request_for(&PrincipalRef::agent("etl"), None, &r1.digest)
+        .await
+        .unwrap();
+    assert_eq!(found.map(|r| r.id).as_deref(), Some("r1"));
+    let r2 = request("r2", "etl", "b", 2_000);
+    assert!(
+        store
+            .pending_request_for(&PrincipalRef::agent("etl"), None, &r2.digest)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn deadlines_and_due_items(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    assert_eq!(store.next_deadline().await.unwrap(), None);
+    let r1 = request("r1", "etl", "a", 5_000);
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_request(&r1).await.unwrap();
+    tx.insert_request(&request("r2", "etl", "b", 9_000))
+        .await
+        .unwrap();
+    tx.insert_grant(&grant("g1", &r1, 4_000)).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.next_deadline().await.unwrap(), Some(Timestamp(4_000)));
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.due_requests(Timestamp(5_000)).await.unwrap(), ["r1"]);
+    assert_eq!(
+        tx.due_grants(Timestamp(3_999)).await.unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(tx.due_grants(Timestamp(4_000)).await.unwrap(), ["g1"]);
+}
+
+async fn rolled_back_step_leaves_nothing(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_request(&request("keep", "etl", "a", 5_000))
+        .await
+        .unwrap();
+    tx.savepoint().await.unwrap();
+    tx.insert_request(&request("drop", "etl", "b", 5_000))
+        .await
+        .unwrap();
+    // A duplicate id fails; the savepoint undoes the whole step, not the batch.
+    assert!(
+        tx.insert_request(&request("drop", "etl", "b", 5_000))
+            .await
+            .is_err()
+    );
+    tx.rollback_to_savepoint().await.unwrap();
+    tx.record_policy_version("abc", &["a.cedar".into()], 3)
+        .await
+        .unwrap();
+    tx.record_policy_version("abc", &["a.cedar".into()], 3)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(store.request("keep").await.unwrap().is_some());
+    assert!(store.request("drop").await.unwrap().is_none());
+    let versions = store.policy_versions(10).await.unwrap();
+    assert_eq!(versions.len(), 1);
+    assert_eq!(versions[0].files, ["a.cedar"]);
+}
+
+#[tokio::test]
+async fn unsupported_url_is_refused() {
+    assert!(matches!(
+        Store::open("mysql://x").await,
+        Err(StoreError::UnsupportedUrl(_))
+    ));
+}
+
+#[tokio::test]
+async fn unreachable_database_is_unavailable() {
+    let err = Store::open_with(
+        "postgres://nobody@127.0.0.1:1/none",
+        1,
+        std::time::Duration::from_millis(500),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+}
