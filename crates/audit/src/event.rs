@@ -14,6 +14,9 @@ pub enum EventKind {
     RequestCreated,
     #[serde(rename = "vote.cast")]
     VoteCast,
+    /// A vote the rules refused (self-approval, ineligible, duplicate, too late).
+    #[serde(rename = "vote.refused")]
+    VoteRefused,
     /// A request reached `approved`, `denied`, `expired` or `cancelled` (see `outcome`).
     #[serde(rename = "request.settled")]
     RequestSettled,
@@ -41,6 +44,7 @@ impl EventKind {
             EventKind::Attempt => "attempt",
             EventKind::RequestCreated => "request.created",
             EventKind::VoteCast => "vote.cast",
+            EventKind::VoteRefused => "vote.refused",
             EventKind::RequestSettled => "request.settled",
             EventKind::GrantIssued => "grant.issued",
             EventKind::GrantUsed => "grant.used",

@@ -1,1 +1,537 @@
-//! engine
+//! The approval engine: the one place where attempts become decisions.
+//!
+//! [`Engine::check`] applies the decision order (see `countersign_core::decision`) to an attempt:
+//! policy first, then a live grant, then approval, permit or default deny, and writes the verdict
+//! to the audit log before answering. [`Engine::wait`] wakes the moment a request settles,
+//! [`Engine::vote`], [`Engine::cancel`] and [`Engine::revoke`] change requests and grants, and a
+//! background task expires requests and grants when their deadline comes.
+//!
+//! Gates, channels and the HTTP API all go through this type; none of them talks to the store or
+//! formats audit events itself. Every failure on the decision path is a deny.
+
+mod audit;
+mod error;
+mod grants;
+mod writer;
+
+pub use countersign_store::RequestFilter;
+pub use error::EngineError;
+
+use countersign_audit::{AuditEvent, AuditRecord, EventKind};
+use countersign_core::{
+    ApprovalRequest, Attempt, Decision, Grant, GrantScope, PayloadDigest, PolicyOutcome, Principal,
+    PrincipalRef, RequestStatus, Timestamp, Verdict, Vote, decide,
+};
+use countersign_policy::{LoadedPolicies, PolicyLoadError};
+use countersign_store::Store;
+use grants::GrantIndex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use writer::{Decided, DecisionJob, Effect, Effects, Job};
+
+/// How the engine presents itself to the outside.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Base of the review links handed to requesters, e.g. `http://127.0.0.1:8480`.
+    pub public_url: String,
+}
+
+/// The answer to an attempt.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CheckOutcome {
+    Allow {
+        reason: String,
+        policy_ids: Vec<String>,
+        grant_id: Option<String>,
+    },
+    Deny {
+        reason: String,
+        policy_ids: Vec<String>,
+    },
+    Pending {
+        request: Box<ApprovalRequest>,
+        review_url: String,
+        reason: String,
+    },
+}
+
+impl CheckOutcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            CheckOutcome::Allow { .. } => "allow",
+            CheckOutcome::Deny { .. } => "deny",
+            CheckOutcome::Pending { .. } => "pending",
+        }
+    }
+}
+
+/// A handle to the running engine; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    config: EngineConfig,
+    policies: RwLock<Arc<LoadedPolicies>>,
+    jobs: mpsc::Sender<Job>,
+    shared: Arc<Shared>,
+}
+
+/// State the writer updates after each commit and the decision path reads.
+#[derive(Debug, Default)]
+struct Shared {
+    grants: GrantIndex,
+    watchers: Mutex<HashMap<String, watch::Sender<RequestStatus>>>,
+    deadline_changed: Notify,
+}
+
+impl Effects for Arc<Shared> {
+    fn apply(&self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::GrantIssued(g) => self.grants.insert(g),
+                Effect::GrantEnded(principal, id) => self.grants.remove(&principal, &id),
+                Effect::Settled(id, status) => {
+                    if let Some(tx) = lock(&self.watchers).remove(&id) {
+                        tx.send_replace(status);
+                    }
+                }
+                Effect::DeadlineAdded => self.deadline_changed.notify_one(),
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every critical section is a single map operation; a poisoned lock holds consistent data.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// How many times a decision is retried when concurrent attempts race for the same grant.
+const GRANT_RACE_RETRIES: usize = 8;
+
+impl Engine {
+    /// Starts the engine on `store` with `policies`: records the policy version, expires what
+    /// fell due while the gateway was down, and starts the writer and expiry tasks.
+    pub async fn start(
+        store: Store,
+        policies: LoadedPolicies,
+        config: EngineConfig,
+    ) -> Result<Engine, EngineError> {
+        let head = store.audit_head().await?;
+        let shared = Arc::new(Shared {
+            grants: GrantIndex::load(store.active_grants().await?),
+            ..Shared::default()
+        });
+        let (jobs, rx) = mpsc::channel(writer::MAX_BATCH * 4);
+        tokio::spawn(writer::run(store.clone(), head, rx, shared.clone()));
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                policies: RwLock::new(Arc::new(policies)),
+                jobs,
+                shared,
+            }),
+        };
+        engine.record_policy_load().await?;
+        engine.expire_due().await?;
+        tokio::spawn(expiry_loop(
+            engine.inner.store.clone(),
+            Arc::downgrade(&engine.inner),
+        ));
+        Ok(engine)
+    }
+
+    /// The policy set in force.
+    pub fn policies(&self) -> Arc<LoadedPolicies> {
+        self.inner
+            .policies
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// The link where reviewers see a request.
+    pub fn review_url(&self, request_id: &str) -> String {
+        format!(
+            "{}/v1/requests/{request_id}",
+            self.inner.config.public_url.trim_end_matches('/')
+        )
+    }
+
+    /// Decides `attempt` by `principal`, coming in through `channel` (`api`, a gate name, …).
+    /// Never fails: any failure is a deny with the reason.
+    pub async fn check(
+        &self,
+        principal: &Principal,
+        mut attempt: Attempt,
+        channel: &str,
+    ) -> CheckOutcome {
+        // The attempt is always the authenticated principal's, whatever the caller filled in.
+        attempt.principal = principal.reference();
+        let policies = self.policies();
+        let outcome = if attempt.resources.is_empty() {
+            PolicyOutcome::Error {
+                reason: "the attempt names no resource".into(),
+            }
+        } else {
+            policies.evaluate(principal, &attempt)
+        };
+        let digest =
+            PayloadDigest::compute(&attempt.action, &attempt.resource_refs(), &attempt.payload);
+        let mut lost: Vec<String> = Vec::new();
+        for _ in 0..GRANT_RACE_RETRIES {
+            let now = writer::now();
+            let grant = if outcome.grant_may_apply() {
+                let resources = attempt.resource_refs();
+                self.inner.shared.grants.find(
+                    &GrantScope {
+                        principal: &attempt.principal,
+                        on_behalf_of: attempt.on_behalf_of.as_deref(),
+                        action: &attempt.action,
+                        resources: &resources,
+                        digest: &digest,
+                    },
+                    now,
+                    &lost,
+                )
+            } else {
+                None
+            };
+            let verdict = decide(&outcome, grant.as_ref().map(|g| g.id.as_str()));
+            let new_request = match &verdict {
+                Verdict::Approval { requirements, .. } => Some((
+                    uuid::Uuid::now_v7().to_string(),
+                    now.plus_ms(requirements.timeout_ms),
+                )),
+                _ => None,
+            };
+            let job = DecisionJob {
+                attempt: attempt.clone(),
+                digest,
+                verdict: verdict.clone(),
+                policy_version: policies.version().to_owned(),
+                channel: channel.to_owned(),
+                grant: grant.as_ref().map(|g| (g.id.clone(), g.is_single_use())),
+                new_request,
+            };
+            let written = self
+                .submit(|reply| Job::Decision(Box::new(job), reply))
+                .await;
+            return match (written, verdict) {
+                (Err(EngineError::GrantLost(id)), _) => {
+                    lost.push(id);
+                    continue;
+                }
+                (Err(e), _) => {
+                    tracing::error!(error = %e, "decision could not be recorded; denying");
+                    CheckOutcome::Deny {
+                        reason: format!("denied: the decision could not be recorded ({e})"),
+                        policy_ids: Vec::new(),
+                    }
+                }
+                (Ok(Decided::Held(request)), verdict) => CheckOutcome::Pending {
+                    review_url: self.review_url(&request.id),
+                    reason: verdict.reason().to_owned(),
+                    request: Box::new(request),
+                },
+                (
+                    Ok(Decided::Logged),
+                    Verdict::Allow {
+                        reason,
+                        policy_ids,
+                        grant_id,
+                    },
+                ) => CheckOutcome::Allow {
+                    reason,
+                    policy_ids,
+                    grant_id,
+                },
+                (Ok(Decided::Logged), verdict) => CheckOutcome::Deny {
+                    reason: verdict.reason().to_owned(),
+                    policy_ids: verdict.policy_ids().to_vec(),
+                },
+            };
+        }
+        CheckOutcome::Deny {
+            reason: "denied: too many concurrent attempts raced for the same grant".into(),
+            policy_ids: Vec::new(),
+        }
+    }
+
+    /// Waits until request `id` settles or `timeout` passes, then returns it as it stands.
+    /// Wakes the moment the deciding change commits; never polls.
+    pub async fn wait(&self, id: &str, timeout: Duration) -> Result<ApprovalRequest, EngineError> {
+        let mut rx = lock(&self.inner.shared.watchers)
+            .entry(id.to_owned())
+            .or_insert_with(|| watch::channel(RequestStatus::Pending).0)
+            .subscribe();
+        let request = self.request(id).await?;
+        if request.status.is_settled() || timeout.is_zero() {
+            self.forget_watcher(id);
+            return Ok(request);
+        }
+        let woke = tokio::time::timeout(timeout, rx.changed()).await;
+        drop(rx);
+        self.forget_watcher(id);
+        match woke {
+            Ok(_) => self.request(id).await,
+            Err(_) => Ok(request),
+        }
+    }
+
+    fn forget_watcher(&self, id: &str) {
+        let mut watchers = lock(&self.inner.shared.watchers);
+        if watchers.get(id).is_some_and(|tx| tx.receiver_count() == 0) {
+            watchers.remove(id);
+        }
+    }
+
+    /// Records `voter`'s vote on request `id`. Refused votes are logged and returned as
+    /// [`EngineError::Vote`] with the precise reason.
+    pub async fn vote(
+        &self,
+        voter: &Principal,
+        id: &str,
+        decision: Decision,
+        reason: Option<String>,
+        channel: &str,
+    ) -> Result<ApprovalRequest, EngineError> {
+        let vote = Vote {
+            id: uuid::Uuid::now_v7().to_string(),
+            voter: voter.reference(),
+            voter_groups: voter.groups.clone(),
+            decision,
+            reason,
+            channel: channel.to_owned(),
+            cast_at: writer::now(),
+        };
+        let voter = voter.clone();
+        let request_id = id.to_owned();
+        self.submit(|reply| Job::Vote {
+            voter,
+            request_id,
+            vote,
+            grant_id: uuid::Uuid::now_v7().to_string(),
+            reply,
+        })
+        .await
+    }
+
+    /// Cancels request `id`: its requester may, and an administrator when `by_admin`.
+    pub async fn cancel(
+        &self,
+        by: &Principal,
+        id: &str,
+        by_admin: bool,
+    ) -> Result<ApprovalRequest, EngineError> {
+        let by = by.reference();
+        let request_id = id.to_owned();
+        self.submit(|reply| Job::Cancel {
+            by,
+            by_admin,
+            request_id,
+            reply,
+        })
+        .await
+    }
+
+    /// Revokes an active grant.
+    pub async fn revoke(
+        &self,
+        by: &Principal,
+        grant_id: &str,
+        reason: Option<String>,
+    ) -> Result<Grant, EngineError> {
+        let by = by.reference();
+        let grant_id = grant_id.to_owned();
+        self.submit(|reply| Job::Revoke {
+            by,
+            grant_id,
+            reason,
+            reply,
+        })
+        .await
+    }
+
+    /// Puts `loaded` in force and logs it, or logs why it was refused and keeps the old set.
+    pub async fn reload(
+        &self,
+        loaded: Result<LoadedPolicies, PolicyLoadError>,
+    ) -> Result<Arc<LoadedPolicies>, ReloadError> {
+        match loaded {
+            Ok(policies) => {
+                *self
+                    .inner
+                    .policies
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(policies);
+                self.record_policy_load()
+                    .await
+                    .map_err(ReloadError::Engine)?;
+                Ok(self.policies())
+            }
+            Err(e) => {
+                let mut event = AuditEvent::new(EventKind::PolicyRejected, writer::now());
+                event.policy_version = Some(self.policies().version().to_owned());
+                event.reason = Some(e.to_string());
+                self.submit(|reply| Job::Event {
+                    event: Box::new(event),
+                    policy_version: None,
+                    reply,
+                })
+                .await
+                .map_err(ReloadError::Engine)?;
+                Err(ReloadError::Refused(e))
+            }
+        }
+    }
+
+    async fn record_policy_load(&self) -> Result<(), EngineError> {
+        let policies = self.policies();
+        let mut event = AuditEvent::new(EventKind::PolicyLoaded, writer::now());
+        event.policy_version = Some(policies.version().to_owned());
+        event.policy_ids = policies.policies().map(|p| p.id.clone()).collect();
+        event.outcome = Some(format!(
+            "{} policies from {}",
+            policies.policy_count(),
+            policies.files().join(", ")
+        ));
+        let record = (
+            policies.version().to_owned(),
+            policies.files().to_vec(),
+            policies.policy_count(),
+        );
+        self.submit(|reply| Job::Event {
+            event: Box::new(event),
+            policy_version: Some(record),
+            reply,
+        })
+        .await
+    }
+
+    /// Expires every request and grant whose deadline has passed.
+    pub async fn expire_due(&self) -> Result<(), EngineError> {
+        self.submit(|reply| Job::ExpireDue { reply }).await
+    }
+
+    async fn submit<T>(&self, job: impl FnOnce(writer::Reply<T>) -> Job) -> Result<T, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .jobs
+            .send(job(tx))
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    pub async fn request(&self, id: &str) -> Result<ApprovalRequest, EngineError> {
+        self.inner
+            .store
+            .request(id)
+            .await?
+            .ok_or_else(|| EngineError::RequestNotFound(id.to_owned()))
+    }
+
+    pub async fn requests(
+        &self,
+        filter: &RequestFilter,
+    ) -> Result<Vec<ApprovalRequest>, EngineError> {
+        Ok(self.inner.store.requests(filter).await?)
+    }
+
+    pub async fn grant(&self, id: &str) -> Result<Grant, EngineError> {
+        self.inner
+            .store
+            .grant(id)
+            .await?
+            .ok_or_else(|| EngineError::GrantNotFound(id.to_owned()))
+    }
+
+    pub async fn grants(
+        &self,
+        principal: Option<&PrincipalRef>,
+        active_only: bool,
+        limit: u32,
+    ) -> Result<Vec<Grant>, EngineError> {
+        Ok(self
+            .inner
+            .store
+            .grants(principal, active_only, limit)
+            .await?)
+    }
+
+    pub async fn audit_records(
+        &self,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, EngineError> {
+        Ok(self.inner.store.audit_records(from, limit).await?)
+    }
+
+    /// Whether the store answers; for readiness checks.
+    pub async fn ready(&self) -> Result<(), EngineError> {
+        Ok(self.inner.store.ping().await?)
+    }
+}
+
+/// Why a policy reload did not take effect.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("policy set refused; the previous set stays in force: {0}")]
+    Refused(#[source] PolicyLoadError),
+    #[error(transparent)]
+    Engine(EngineError),
+}
+
+/// Sleeps until the earliest deadline (or until a new one is added), then expires what is due.
+/// Stops when the engine is dropped.
+async fn expiry_loop(store: Store, engine: std::sync::Weak<Inner>) {
+    // Re-read the deadline at least this often, so a clock step or a missed wake-up heals.
+    const MAX_SLEEP: Duration = Duration::from_secs(30);
+    loop {
+        let Some(inner) = engine.upgrade() else {
+            return;
+        };
+        let notified = inner.shared.clone();
+        drop(inner);
+        let wait = match store.next_deadline().await {
+            Ok(Some(t)) => {
+                let ms = t.millis().saturating_sub(writer::now().millis()).max(0);
+                Duration::from_millis(u64::try_from(ms).unwrap_or(0)).min(MAX_SLEEP)
+            }
+            Ok(None) => MAX_SLEEP,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the next deadline");
+                Duration::from_secs(1)
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = notified.deadline_changed.notified() => continue,
+        }
+        let Some(inner) = engine.upgrade() else {
+            return;
+        };
+        let engine_handle = Engine { inner };
+        if let Err(e) = engine_handle.expire_due().await {
+            tracing::warn!(error = %e, "expiry sweep failed; will retry");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// The current time, as the engine sees it.
+pub fn now() -> Timestamp {
+    writer::now()
+}

@@ -3,7 +3,8 @@
 use crate::{PolicyVersionRecord, Result, StoreError};
 use countersign_audit::AuditRecord;
 use countersign_core::{
-    ApprovalRequest, Grant, GrantStatus, PrincipalRef, RequestStatus, Timestamp, Vote,
+    ApprovalRequest, Grant, GrantStatus, PayloadDigest, PrincipalRef, RequestStatus, Timestamp,
+    Vote,
 };
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -57,6 +58,30 @@ pub(crate) async fn load_request(
         .map(|r| from_json::<Vote>("vote", &r.try_get::<String, _>("body")?))
         .collect::<Result<_>>()?;
     Ok(Some(request))
+}
+
+/// The id of the newest pending request of `principal` for exactly this payload.
+pub(crate) async fn pending_request_id(
+    conn: &mut AnyConnection,
+    principal: &PrincipalRef,
+    on_behalf_of: Option<&str>,
+    digest: &PayloadDigest,
+) -> Result<Option<String>> {
+    let row = sqlx::query(
+        "SELECT id FROM requests WHERE principal_kind = $1 AND principal_id = $2 \
+         AND digest = $3 AND status = 'pending' AND COALESCE(on_behalf_of, '') = $4 \
+         ORDER BY created_at DESC LIMIT 1",
+    )
+    .bind(principal.kind.as_str())
+    .bind(&principal.id)
+    .bind(digest.to_hex())
+    .bind(on_behalf_of.unwrap_or(""))
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(match row {
+        Some(row) => Some(row.try_get("id")?),
+        None => None,
+    })
 }
 
 pub(crate) fn grant_from_row(row: &AnyRow) -> Result<Grant> {

@@ -216,24 +216,22 @@ impl Store {
         on_behalf_of: Option<&str>,
         digest: &PayloadDigest,
     ) -> Result<Option<ApprovalRequest>> {
-        let row = sqlx::query(
-            "SELECT id FROM requests WHERE principal_kind = $1 AND principal_id = $2 \
-             AND digest = $3 AND status = 'pending' AND COALESCE(on_behalf_of, '') = $4 \
-             ORDER BY created_at DESC LIMIT 1",
-        )
-        .bind(principal.kind.as_str())
-        .bind(&principal.id)
-        .bind(digest.to_hex())
-        .bind(on_behalf_of.unwrap_or(""))
-        .fetch_optional(&self.pool)
-        .await?;
-        match row {
-            Some(row) => {
-                let id: String = row.try_get("id")?;
-                self.request(&id).await
-            }
+        let mut conn = self.pool.acquire().await?;
+        match codec::pending_request_id(&mut conn, principal, on_behalf_of, digest).await? {
+            Some(id) => codec::load_request(&mut conn, &id).await,
             None => Ok(None),
         }
+    }
+
+    /// Every active grant, for the engine's in-memory index.
+    pub async fn active_grants(&self) -> Result<Vec<Grant>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{} WHERE status = 'active' ORDER BY issued_at, id",
+            codec::GRANT_SELECT
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(codec::grant_from_row).collect()
     }
 
     /// Requests matching `filter`, newest first.

@@ -4,7 +4,8 @@ use crate::codec::{self, to_json};
 use crate::{Result, now_millis};
 use countersign_audit::AuditRecord;
 use countersign_core::{
-    ApprovalRequest, Grant, GrantStatus, PrincipalRef, RequestStatus, Timestamp, Vote,
+    ApprovalRequest, Grant, GrantStatus, PayloadDigest, PrincipalRef, RequestStatus, Timestamp,
+    Vote,
 };
 use sqlx::{Any, Transaction};
 
@@ -50,6 +51,20 @@ impl StoreTx {
     /// Reads a request (with its votes) inside this transaction.
     pub async fn request(&mut self, id: &str) -> Result<Option<ApprovalRequest>> {
         codec::load_request(&mut self.tx, id).await
+    }
+
+    /// The pending request of `principal` for exactly this payload, seeing this transaction's
+    /// own uncommitted writes.
+    pub async fn pending_request_for(
+        &mut self,
+        principal: &PrincipalRef,
+        on_behalf_of: Option<&str>,
+        digest: &PayloadDigest,
+    ) -> Result<Option<ApprovalRequest>> {
+        match codec::pending_request_id(&mut self.tx, principal, on_behalf_of, digest).await? {
+            Some(id) => codec::load_request(&mut self.tx, &id).await,
+            None => Ok(None),
+        }
     }
 
     pub async fn grant(&mut self, id: &str) -> Result<Option<Grant>> {

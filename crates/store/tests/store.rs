@@ -221,7 +221,10 @@ async fn audit_chain_is_stored_and_append_only(backend: Backend) {
         let err = store.exec_for_tests(tamper).await.unwrap_err();
         assert!(err.to_string().contains("append-only"), "{tamper}: {err}");
     }
-    assert_eq!(verify_chain(&store.audit_records(0, 100).await.unwrap()).unwrap(), head);
+    assert_eq!(
+        verify_chain(&store.audit_records(0, 100).await.unwrap()).unwrap(),
+        head
+    );
 }
 
 async fn listing_filters(backend: Backend) {

@@ -1,0 +1,26 @@
+//! What can go wrong when asking the engine to do something.
+
+use countersign_core::{CancelError, GrantStatus, VoteError};
+use countersign_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("request `{0}` not found")]
+    RequestNotFound(String),
+    #[error("grant `{0}` not found")]
+    GrantNotFound(String),
+    #[error(transparent)]
+    Vote(#[from] VoteError),
+    #[error(transparent)]
+    Cancel(#[from] CancelError),
+    #[error("grant is already {}", .0.as_str())]
+    GrantNotActive(GrantStatus),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The writer is gone (shutting down or crashed); nothing was written.
+    #[error("the engine is not running")]
+    Stopped,
+    /// A single-use grant chosen for an attempt was taken by a concurrent attempt first.
+    #[error("grant `{0}` was used by a concurrent attempt")]
+    GrantLost(String),
+}

@@ -1,0 +1,599 @@
+//! The single writer: every change to the store, and every audit event, goes through one task
+//! that commits them in batches (group commit).
+//!
+//! Callers send a [`Job`] and wait for its reply. The writer takes whatever jobs are queued
+//! (up to [`MAX_BATCH`]), runs them in one transaction, commits once (one fsync for the lot), and
+//! only then replies: a caller never acts on a decision whose audit event is not durable. Because
+//! there is one writer, the hash chain has one head and read-check-write steps (a vote, the use
+//! of a single-use grant) cannot interleave.
+//!
+//! A job that changes state runs under a savepoint, so a refused or failed job is undone alone.
+//! A job that only appends an audit event does not (the savepoint would cost more than the
+//! insert); if such an insert fails the whole batch is rolled back and every caller in it is
+//! answered with the error, which the decision path turns into a deny.
+
+use crate::EngineError;
+use crate::audit::{attempt_event, request_event};
+use countersign_audit::{AuditEvent, ChainHead, EventKind, link};
+use countersign_core::{
+    ApprovalRequest, Attempt, Grant, GrantShape, GrantStatus, PayloadDigest, Principal,
+    PrincipalRef, RequestStatus, Timestamp, Verdict, Vote, VoteOutcome,
+};
+use countersign_store::{Store, StoreTx};
+use tokio::sync::{mpsc, oneshot};
+
+/// Most jobs committed in one transaction.
+pub(crate) const MAX_BATCH: usize = 1024;
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
+
+/// The attempt half of a decision job.
+#[derive(Debug)]
+pub(crate) struct DecisionJob {
+    pub attempt: Attempt,
+    pub digest: PayloadDigest,
+    pub verdict: Verdict,
+    pub policy_version: String,
+    pub channel: String,
+    /// The grant the verdict rests on, with whether it must be spent.
+    pub grant: Option<(String, bool)>,
+    /// For an approval verdict: the id a new request gets and when it expires.
+    pub new_request: Option<(String, Timestamp)>,
+}
+
+/// What a decision job wrote.
+#[derive(Debug)]
+pub(crate) enum Decided {
+    Logged,
+    /// The approval request that holds the attempt (new, or the one already pending for it).
+    Held(ApprovalRequest),
+}
+
+#[derive(Debug)]
+pub(crate) enum Job {
+    Decision(Box<DecisionJob>, Reply<Decided>),
+    Vote {
+        voter: Principal,
+        request_id: String,
+        vote: Vote,
+        grant_id: String,
+        reply: Reply<ApprovalRequest>,
+    },
+    Cancel {
+        by: PrincipalRef,
+        by_admin: bool,
+        request_id: String,
+        reply: Reply<ApprovalRequest>,
+    },
+    Revoke {
+        by: PrincipalRef,
+        grant_id: String,
+        reason: Option<String>,
+        reply: Reply<Grant>,
+    },
+    ExpireDue {
+        reply: Reply<()>,
+    },
+    Event {
+        event: Box<AuditEvent>,
+        policy_version: Option<(String, Vec<String>, usize)>,
+        reply: Reply<()>,
+    },
+}
+
+/// What the engine must do in memory once a batch is committed.
+#[derive(Debug)]
+pub(crate) enum Effect {
+    GrantIssued(Grant),
+    GrantEnded(PrincipalRef, String),
+    Settled(String, RequestStatus),
+    DeadlineAdded,
+}
+
+/// Receives in-memory effects of committed batches.
+pub(crate) trait Effects: Send + Sync + 'static {
+    fn apply(&self, effects: Vec<Effect>);
+}
+
+pub(crate) fn now() -> Timestamp {
+    Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+    )
+}
+
+pub(crate) async fn run(
+    store: Store,
+    mut head: ChainHead,
+    mut jobs: mpsc::Receiver<Job>,
+    effects: impl Effects,
+) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let before = head;
+        match run_batch(&store, &mut head, &mut batch).await {
+            Ok((done, fx)) => {
+                effects.apply(fx);
+                for reply in done {
+                    reply.send();
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, jobs = batch.len(), "audit write failed; batch rolled back");
+                head = store.audit_head().await.unwrap_or(before);
+                for job in batch.drain(..) {
+                    job.fail(EngineError::Store(countersign_store::StoreError::Corrupt {
+                        what: "batch",
+                        detail: format!("rolled back: {e}"),
+                    }));
+                }
+            }
+        }
+        batch.clear();
+    }
+}
+
+/// A job's reply, held until the batch commits.
+pub(crate) enum Done {
+    Decision(Reply<Decided>, Result<Decided, EngineError>),
+    Request(Reply<ApprovalRequest>, Result<ApprovalRequest, EngineError>),
+    Grant(Reply<Grant>, Result<Grant, EngineError>),
+    Unit(Reply<()>, Result<(), EngineError>),
+}
+
+impl Done {
+    fn send(self) {
+        // A caller that stopped waiting (a client that went away) is not an error.
+        match self {
+            Done::Decision(tx, r) => drop(tx.send(r)),
+            Done::Request(tx, r) => drop(tx.send(r)),
+            Done::Grant(tx, r) => drop(tx.send(r)),
+            Done::Unit(tx, r) => drop(tx.send(r)),
+        }
+    }
+}
+
+impl Job {
+    fn fail(self, e: EngineError) {
+        let done = match self {
+            Job::Decision(_, tx) => Done::Decision(tx, Err(e)),
+            Job::Vote { reply, .. } | Job::Cancel { reply, .. } => Done::Request(reply, Err(e)),
+            Job::Revoke { reply, .. } => Done::Grant(reply, Err(e)),
+            Job::ExpireDue { reply } | Job::Event { reply, .. } => Done::Unit(reply, Err(e)),
+        };
+        done.send();
+    }
+}
+
+/// The chain head plus the open transaction: appending an event links and inserts it.
+pub(crate) struct Writer<'a> {
+    pub tx: &'a mut StoreTx,
+    pub head: &'a mut ChainHead,
+}
+
+impl Writer<'_> {
+    pub async fn append(&mut self, event: &AuditEvent) -> Result<(), EngineError> {
+        let (record, next) = link(*self.head, event);
+        self.tx
+            .append_audit(
+                &record,
+                event.kind.as_str(),
+                event.time,
+                event.request_id.as_deref(),
+                event.grant_id.as_deref(),
+            )
+            .await?;
+        *self.head = next;
+        Ok(())
+    }
+}
+
+async fn run_batch(
+    store: &Store,
+    head: &mut ChainHead,
+    batch: &mut Vec<Job>,
+) -> Result<(Vec<Done>, Vec<Effect>), EngineError> {
+    let mut tx = store.begin().await?;
+    let mut done = Vec::with_capacity(batch.len());
+    let mut effects = Vec::new();
+    for job in batch.drain(..) {
+        let now = now();
+        let job = match job {
+            Job::Decision(d, reply) if d.grant.is_none() && d.new_request.is_none() => {
+                let mut w = Writer {
+                    tx: &mut tx,
+                    head: &mut *head,
+                };
+                w.append(&attempt_event(&d, now)).await?;
+                done.push(Done::Decision(reply, Ok(Decided::Logged)));
+                continue;
+            }
+            job => job,
+        };
+        tx.savepoint().await?;
+        let mark = *head;
+        let mut fx = Vec::new();
+        let mut w = Writer {
+            tx: &mut tx,
+            head: &mut *head,
+        };
+        let (reply, failed) = execute(&mut w, job, now, &mut fx).await;
+        if failed {
+            tx.rollback_to_savepoint().await?;
+            *head = mark;
+        } else {
+            tx.release_savepoint().await?;
+            effects.extend(fx);
+        }
+        done.push(reply);
+    }
+    tx.commit().await?;
+    Ok((done, effects))
+}
+
+/// Runs one state-changing job. Returns its reply and whether its writes must be undone.
+async fn execute(
+    w: &mut Writer<'_>,
+    job: Job,
+    now: Timestamp,
+    fx: &mut Vec<Effect>,
+) -> (Done, bool) {
+    match job {
+        Job::Decision(d, reply) => {
+            let r = decision(w, *d, now, fx).await;
+            let failed = r.is_err();
+            (Done::Decision(reply, r), failed)
+        }
+        Job::Vote {
+            voter,
+            request_id,
+            vote,
+            grant_id,
+            reply,
+        } => {
+            let r = cast_vote(w, &voter, &request_id, vote, grant_id, now, fx).await;
+            // A refused vote keeps its `vote.refused` event; only store failures undo.
+            let failed = matches!(
+                r,
+                Err(EngineError::Store(_)) | Err(EngineError::RequestNotFound(_))
+            );
+            (Done::Request(reply, r), failed)
+        }
+        Job::Cancel {
+            by,
+            by_admin,
+            request_id,
+            reply,
+        } => {
+            let r = cancel(w, &by, by_admin, &request_id, now, fx).await;
+            let failed = r.is_err();
+            (Done::Request(reply, r), failed)
+        }
+        Job::Revoke {
+            by,
+            grant_id,
+            reason,
+            reply,
+        } => {
+            let r = revoke(w, &by, &grant_id, reason, now, fx).await;
+            let failed = r.is_err();
+            (Done::Grant(reply, r), failed)
+        }
+        Job::ExpireDue { reply } => {
+            let r = expire_due(w, now, fx).await;
+            let failed = r.is_err();
+            (Done::Unit(reply, r), failed)
+        }
+        Job::Event {
+            event,
+            policy_version,
+            reply,
+        } => {
+            let r = async {
+                if let Some((version, files, count)) = &policy_version {
+                    w.tx.record_policy_version(version, files, *count).await?;
+                }
+                w.append(&event).await
+            }
+            .await;
+            let failed = r.is_err();
+            (Done::Unit(reply, r), failed)
+        }
+    }
+}
+
+async fn decision(
+    w: &mut Writer<'_>,
+    d: DecisionJob,
+    now: Timestamp,
+    fx: &mut Vec<Effect>,
+) -> Result<Decided, EngineError> {
+    if let Some((grant_id, single_use)) = &d.grant {
+        let grant =
+            w.tx.grant(grant_id)
+                .await?
+                .ok_or_else(|| EngineError::GrantLost(grant_id.clone()))?;
+        if !grant.is_live(now) {
+            return Err(EngineError::GrantLost(grant_id.clone()));
+        }
+        if *single_use {
+            if !w.tx.end_grant(grant_id, GrantStatus::Used, now).await? {
+                return Err(EngineError::GrantLost(grant_id.clone()));
+            }
+            fx.push(Effect::GrantEnded(
+                grant.principal.clone(),
+                grant_id.clone(),
+            ));
+        }
+        w.append(&attempt_event(&d, now)).await?;
+        let mut used = attempt_event(&d, now);
+        used.kind = EventKind::GrantUsed;
+        used.request_id = Some(grant.request_id.clone());
+        w.append(&used).await?;
+        return Ok(Decided::Logged);
+    }
+    let Some((request_id, expires_at)) = d.new_request.clone() else {
+        w.append(&attempt_event(&d, now)).await?;
+        return Ok(Decided::Logged);
+    };
+    let Verdict::Approval {
+        requirements,
+        policy_ids,
+        ..
+    } = &d.verdict
+    else {
+        w.append(&attempt_event(&d, now)).await?;
+        return Ok(Decided::Logged);
+    };
+    let existing =
+        w.tx.pending_request_for(
+            &d.attempt.principal,
+            d.attempt.on_behalf_of.as_deref(),
+            &d.digest,
+        )
+        .await?;
+    let (request, created) = match existing {
+        Some(r) => (r, false),
+        None => {
+            let request = ApprovalRequest {
+                id: request_id,
+                attempt: d.attempt.clone(),
+                digest: d.digest,
+                requirements: requirements.clone(),
+                policy_version: d.policy_version.clone(),
+                policy_ids: policy_ids.clone(),
+                status: RequestStatus::Pending,
+                created_at: now,
+                expires_at,
+                settled_at: None,
+                cancelled_by: None,
+                votes: Vec::new(),
+            };
+            w.tx.insert_request(&request).await?;
+            fx.push(Effect::DeadlineAdded);
+            (request, true)
+        }
+    };
+    let mut event = attempt_event(&d, now);
+    event.request_id = Some(request.id.clone());
+    w.append(&event).await?;
+    if created {
+        let mut created = request_event(EventKind::RequestCreated, &request, now);
+        created.reason = Some(d.verdict.reason().to_owned());
+        created.outcome = Some(format!(
+            "expires at {}; grant {}",
+            request.expires_at, request.requirements.grant
+        ));
+        w.append(&created).await?;
+    }
+    Ok(Decided::Held(request))
+}
+
+async fn load_request(w: &mut Writer<'_>, id: &str) -> Result<ApprovalRequest, EngineError> {
+    w.tx.request(id)
+        .await?
+        .ok_or_else(|| EngineError::RequestNotFound(id.to_owned()))
+}
+
+async fn cast_vote(
+    w: &mut Writer<'_>,
+    voter: &Principal,
+    request_id: &str,
+    vote: Vote,
+    grant_id: String,
+    now: Timestamp,
+    fx: &mut Vec<Effect>,
+) -> Result<ApprovalRequest, EngineError> {
+    let mut request = load_request(w, request_id).await?;
+    let mut event = request_event(EventKind::VoteCast, &request, now);
+    event.actor = Some(voter.reference());
+    event.verdict = Some(vote.decision.as_str().to_owned());
+    event.reason = vote.reason.clone();
+    event.vote_id = Some(vote.id.clone());
+    event.channel = Some(vote.channel.clone());
+    match request.cast_vote(voter, vote.clone(), now) {
+        Err(refusal) => {
+            event.kind = EventKind::VoteRefused;
+            event.outcome = Some(refusal.to_string());
+            w.append(&event).await?;
+            Err(EngineError::Vote(refusal))
+        }
+        Ok(outcome) => {
+            w.tx.insert_vote(request_id, &vote).await?;
+            w.append(&event).await?;
+            if let VoteOutcome::Settled(status) = outcome {
+                settle(w, &request, status, Some(voter.reference()), now, fx).await?;
+                if status == RequestStatus::Approved {
+                    issue_grant(w, &request, grant_id, now, fx).await?;
+                }
+            }
+            Ok(request)
+        }
+    }
+}
+
+/// Writes a settled status and its event; the caller has already moved `request` there.
+async fn settle(
+    w: &mut Writer<'_>,
+    request: &ApprovalRequest,
+    status: RequestStatus,
+    actor: Option<PrincipalRef>,
+    now: Timestamp,
+    fx: &mut Vec<Effect>,
+) -> Result<(), EngineError> {
+    let cancelled_by = request.cancelled_by.as_ref();
+    if !w
+        .tx
+        .settle_request(&request.id, status, now, cancelled_by)
+        .await?
+    {
+        let current = load_request(w, &request.id).await?;
+        return Err(EngineError::Vote(
+            countersign_core::VoteError::AlreadySettled(current.status),
+        ));
+    }
+    let mut event = request_event(EventKind::RequestSettled, request, now);
+    event.actor = actor;
+    event.outcome = Some(status.as_str().to_owned());
+    event.verdict = Some(
+        match status {
+            RequestStatus::Approved => "approve",
+            _ => "deny",
+        }
+        .to_owned(),
+    );
+    w.append(&event).await?;
+    fx.push(Effect::Settled(request.id.clone(), status));
+    Ok(())
+}
+
+async fn issue_grant(
+    w: &mut Writer<'_>,
+    request: &ApprovalRequest,
+    grant_id: String,
+    now: Timestamp,
+    fx: &mut Vec<Effect>,
+) -> Result<(), EngineError> {
+    // A single-use grant lives as long as the request could have waited; a window as long as
+    // the policy says. Both clocks start at approval.
+    let lifetime = match request.requirements.grant {
+        GrantShape::Once => request.requirements.timeout_ms,
+        GrantShape::Window { ms } => ms,
+    };
+    let grant = Grant {
+        id: grant_id,
+        request_id: request.id.clone(),
+        principal: request.attempt.principal.clone(),
+        on_behalf_of: request.attempt.on_behalf_of.clone(),
+        action: request.attempt.action.clone(),
+        resources: request.attempt.resource_refs(),
+        digest: request.digest,
+        shape: request.requirements.grant,
+        issued_at: now,
+        expires_at: now.plus_ms(lifetime),
+        status: GrantStatus::Active,
+        ended_at: None,
+    };
+    w.tx.insert_grant(&grant).await?;
+    let mut event = request_event(EventKind::GrantIssued, request, now);
+    event.grant_id = Some(grant.id.clone());
+    event.outcome = Some(format!("{} grant until {}", grant.shape, grant.expires_at));
+    w.append(&event).await?;
+    fx.push(Effect::GrantIssued(grant));
+    fx.push(Effect::DeadlineAdded);
+    Ok(())
+}
+
+async fn cancel(
+    w: &mut Writer<'_>,
+    by: &PrincipalRef,
+    by_admin: bool,
+    request_id: &str,
+    now: Timestamp,
+    fx: &mut Vec<Effect>,
+) -> Result<ApprovalRequest, EngineError> {
+    let mut request = load_request(w, request_id).await?;
+    request.cancel(by, by_admin, now)?;
+    settle(
+        w,
+        &request,
+        RequestStatus::Cancelled,
+        Some(by.clone()),
+        now,
+        fx,
+    )
+    .await?;
+    Ok(request)
+}
+
+async fn revoke(
+    w: &mut Writer<'_>,
+    by: &PrincipalRef,
+    grant_id: &str,
+    reason: Option<String>,
+    now: Timestamp,
+    fx: &mut Vec<Effect>,
+) -> Result<Grant, EngineError> {
+    let mut grant =
+        w.tx.grant(grant_id)
+            .await?
+            .ok_or_else(|| EngineError::GrantNotFound(grant_id.to_owned()))?;
+    if !w.tx.end_grant(grant_id, GrantStatus::Revoked, now).await? {
+        return Err(EngineError::GrantNotActive(grant.status));
+    }
+    grant.status = GrantStatus::Revoked;
+    grant.ended_at = Some(now);
+    let mut event = grant_event(EventKind::GrantRevoked, &grant, now);
+    event.actor = Some(by.clone());
+    event.reason = reason;
+    w.append(&event).await?;
+    fx.push(Effect::GrantEnded(
+        grant.principal.clone(),
+        grant.id.clone(),
+    ));
+    Ok(grant)
+}
+
+async fn expire_due(
+    w: &mut Writer<'_>,
+    now: Timestamp,
+    fx: &mut Vec<Effect>,
+) -> Result<(), EngineError> {
+    for id in w.tx.due_requests(now).await? {
+        let mut request = load_request(w, &id).await?;
+        if request.expire_if_due(now) {
+            settle(w, &request, RequestStatus::Expired, None, now, fx).await?;
+        }
+    }
+    for id in w.tx.due_grants(now).await? {
+        let Some(mut grant) = w.tx.grant(&id).await? else {
+            continue;
+        };
+        if w.tx.end_grant(&id, GrantStatus::Expired, now).await? {
+            grant.status = GrantStatus::Expired;
+            grant.ended_at = Some(now);
+            w.append(&grant_event(EventKind::GrantExpired, &grant, now))
+                .await?;
+            fx.push(Effect::GrantEnded(grant.principal.clone(), id));
+        }
+    }
+    Ok(())
+}
+
+fn grant_event(kind: EventKind, grant: &Grant, now: Timestamp) -> AuditEvent {
+    let mut event = AuditEvent::new(kind, now);
+    event.principal = Some(grant.principal.clone());
+    event.on_behalf_of = grant.on_behalf_of.clone();
+    event.action = Some(grant.action.as_str().to_owned());
+    event.resources = grant
+        .resources
+        .iter()
+        .map(|r| countersign_core::Resource::new(r.kind.clone(), r.id.clone()))
+        .collect();
+    event.payload_digest = Some(grant.digest.to_hex());
+    event.request_id = Some(grant.request_id.clone());
+    event.grant_id = Some(grant.id.clone());
+    event.outcome = Some(grant.status.as_str().to_owned());
+    event
+}

@@ -1,0 +1,703 @@
+//! The engine end to end on both backends: decision order, votes, grants, expiry, wake-ups and
+//! failure handling.
+
+use countersign_audit::verify_chain;
+use countersign_core::{
+    Action, Attempt, Decision, GrantStatus, Principal, PrincipalKind, RequestStatus, Resource,
+    VoteError,
+};
+use countersign_engine::{CheckOutcome, Engine, EngineConfig, EngineError, RequestFilter};
+use countersign_policy::LoadedPolicies;
+use countersign_store::testing::TestDb;
+use countersign_store::{Backend, Store};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+const POLICIES: &str = r#"
+@id("reads")
+permit (principal in Group::"agents", action == Action::"db.read", resource);
+
+@id("exports")
+@approval("owners")
+@timeout("1h")
+permit (principal in Group::"agents", action == Action::"db.export", resource);
+
+@id("privilege-needs-two")
+@approval("owners, security")
+@quorum("2")
+permit (principal in Group::"agents", action == Action::"db.privilege", resource);
+
+@id("deploy-window")
+@approval("owners")
+@grant("15m")
+permit (principal, action == Action::"deploy", resource);
+
+@id("exec-short")
+@approval("owners")
+@timeout("1s")
+permit (principal, action == Action::"exec", resource);
+
+@id("destroy")
+permit (principal, action == Action::"db.destructive", resource);
+
+@id("never-destroy-prod")
+forbid (principal, action == Action::"db.destructive", resource == Database::"prod");
+"#;
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+              async fn $name() { super::$name(countersign_store::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+              async fn $name() { super::$name(countersign_store::Backend::Postgres).await })*
+        }
+    };
+}
+
+both_backends!(
+    decision_order_end_to_end,
+    approval_issues_a_once_grant_bound_to_the_payload,
+    window_grant_covers_other_payloads_until_revoked,
+    quorum_two_with_a_person_in_two_groups,
+    self_approval_is_refused_on_both_routes,
+    one_deny_settles,
+    repeated_attempt_joins_the_pending_request,
+    fifty_concurrent_uses_of_one_grant_have_one_winner,
+    long_poll_wakes_within_milliseconds,
+    requests_expire_on_time_and_across_a_restart,
+    store_failure_denies,
+    broken_reload_keeps_the_previous_set,
+    cancel_by_requester_only,
+);
+
+fn policies() -> LoadedPolicies {
+    LoadedPolicies::from_sources(&[("test.cedar", POLICIES)]).unwrap()
+}
+
+async fn start(db: &TestDb) -> Engine {
+    let store = Store::open(&db.url).await.unwrap();
+    Engine::start(
+        store,
+        policies(),
+        EngineConfig {
+            public_url: "http://review.test".into(),
+        },
+    )
+    .await
+    .unwrap()
+}
+
+fn agent() -> Principal {
+    Principal::new(PrincipalKind::Agent, "etl", ["agents"])
+}
+
+fn user(id: &str, groups: &[&str]) -> Principal {
+    Principal::new(PrincipalKind::User, id, groups.iter().copied())
+}
+
+fn attempt(action: &str, db: &str, payload: &str) -> Attempt {
+    Attempt {
+        principal: agent().reference(),
+        on_behalf_of: None,
+        action: Action::parse(action).unwrap(),
+        resources: vec![Resource::new("Database", db)],
+        payload: serde_json::json!(payload),
+        justification: Some("test".into()),
+        context: BTreeMap::new(),
+    }
+}
+
+fn pending_id(outcome: &CheckOutcome) -> String {
+    match outcome {
+        CheckOutcome::Pending {
+            request,
+            review_url,
+            ..
+        } => {
+            assert_eq!(
+                review_url,
+                &format!("http://review.test/v1/requests/{}", request.id)
+            );
+            request.id.clone()
+        }
+        other => panic!("expected pending, got {other:?}"),
+    }
+}
+
+async fn audit_kinds(engine: &Engine) -> Vec<String> {
+    let records = engine.audit_records(0, 10_000).await.unwrap();
+    verify_chain(&records).unwrap();
+    records
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_str(&r.event_json).unwrap();
+            v["kind"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+async fn decision_order_end_to_end(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let engine = start(&db).await;
+    let a = agent();
+    // forbid beats the permit on the same action
+    let v = engine
+        .check(&a, attempt("db.destructive", "prod", "DROP TABLE t"), "api")
+        .await;
+    assert!(
+        matches!(&v, CheckOutcome::Deny { policy_ids, .. } if policy_ids == &["never-destroy-prod"]),
+        "{v:?}"
+    );
+    // plain permit
+    let v = engine
+        .check(
+            &a,
+            attempt("db.destructive", "staging", "DROP TABLE t"),
+            "api",
+        )
+        .await;
+    assert!(
+        matches!(&v, CheckOutcome::Allow { grant_id: None, .. }),
+        "{v:?}"
+    );
+    let v = engine
+        .check(&a, attempt("db.read", "prod", "SELECT 1"), "api")
+        .await;
+    assert!(
+        matches!(&v, CheckOutcome::Allow { policy_ids, .. } if policy_ids == &["reads"]),
+        "{v:?}"
+    );
+    // approval annotations
+    pending_id(
+        &engine
+            .check(&a, attempt("db.export", "prod", "COPY t TO STDOUT"), "api")
+            .await,
+    );
+    // default deny: nothing permits http.request, and a stranger gets no read
+    let v = engine
+        .check(&a, attempt("http.request", "prod", "GET /"), "api")
+        .await;
+    assert!(
+        matches!(&v, CheckOutcome::Deny { policy_ids, .. } if policy_ids.is_empty()),
+        "{v:?}"
+    );
+    let stranger = Principal::new(PrincipalKind::Agent, "stranger", ["nobody"]);
+    let v = engine
+        .check(&stranger, attempt("db.read", "prod", "SELECT 1"), "api")
+        .await;
+    assert_eq!(v.label(), "deny");
+    // an attempt with no resource fails closed
+    let mut empty = attempt("db.read", "prod", "SELECT 1");
+    empty.resources.clear();
+    assert_eq!(engine.check(&a, empty, "api").await.label(), "deny");
+
+    let kinds = audit_kinds(&engine).await;
+    assert_eq!(kinds[0], "policy.loaded");
+    assert_eq!(kinds.iter().filter(|k| *k == "attempt").count(), 7);
+    assert!(kinds.contains(&"request.created".to_string()));
+}
+
+async fn approval_issues_a_once_grant_bound_to_the_payload(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let engine = start(&db).await;
+    let a = agent();
+    let copy = attempt("db.export", "prod", "COPY t TO STDOUT");
+    let id = pending_id(&engine.check(&a, copy.clone(), "api").await);
+    let bob = user("bob", &["owners"]);
+    let r = engine
+        .vote(&bob, &id, Decision::Approve, Some("fine".into()), "api")
+        .await
+        .unwrap();
+    assert_eq!(r.status, RequestStatus::Approved);
+
+    // A different payload is a new attempt that needs its own approval.
+    let other = attempt("db.export", "prod", "COPY secrets TO STDOUT");
+    assert_eq!(engine.check(&a, other, "api").await.label(), "pending");
+
+    let grant_id = match engine.check(&a, copy.clone(), "api").await {
+        CheckOutcome::Allow {
+            grant_id: Some(g), ..
+        } => g,
+        v => panic!("expected allow by grant, got {v:?}"),
+    };
+    let g = engine.grant(&grant_id).await.unwrap();
+    assert_eq!(g.status, GrantStatus::Used);
+    assert_eq!(g.request_id, id);
+    // Spent: the same attempt now needs a new approval.
+    assert_eq!(engine.check(&a, copy, "api").await.label(), "pending");
+
+    let kinds = audit_kinds(&engine).await;
+    for k in ["vote.cast", "request.settled", "grant.issued", "grant.used"] {
+        assert!(kinds.contains(&k.to_string()), "missing {k} in {kinds:?}");
+    }
+}
+
+async fn window_grant_covers_other_payloads_until_revoked(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let engine = start(&db).await;
+    let a = agent();
+    let id = pending_id(
+        &engine
+            .check(&a, attempt("deploy", "prod", "v1"), "api")
+            .await,
+    );
+    engine
+        .vote(
+            &user("bob", &["owners"]),
+            &id,
+            Decision::Approve,
+            None,
+            "api",
+        )
+        .await
+        .unwrap();
+    let mut grant = None;
+    for payload in ["v1", "v2", "v3"] {
+        match engine
+            .check(&a, attempt("deploy", "prod", payload), "api")
+            .await
+        {
+            CheckOutcome::Allow {
+                grant_id: Some(g), ..
+            } => grant = Some(g),
+            v => panic!("window grant should cover {payload}: {v:?}"),
+        }
+    }
+    // Other resources are outside the window.
+    assert_eq!(
+        engine
+            .check(&a, attempt("deploy", "staging", "v1"), "api")
+            .await
+            .label(),
+        "pending"
+    );
+    let grant = grant.unwrap();
+    let admin = user("root", &["admins"]);
+    let g = engine
+        .revoke(&admin, &grant, Some("incident".into()))
+        .await
+        .unwrap();
+    assert_eq!(g.status, GrantStatus::Revoked);
+    assert!(matches!(
+        engine.revoke(&admin, &grant, None).await,
+        Err(EngineError::GrantNotActive(GrantStatus::Revoked))
+    ));
+    assert_eq!(
+        engine
+            .check(&a, attempt("deploy", "prod", "v4"), "api")
+            .await
+            .label(),
+        "pending"
+    );
+    assert!(
+        audit_kinds(&engine)
+            .await
+            .contains(&"grant.revoked".to_string())
+    );
+}
+
+async fn quorum_two_with_a_person_in_two_groups(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let engine = start(&db).await;
+    let id = pending_id(
+        &engine
+            .check(&agent(), attempt("db.privilege", "prod", "GRANT x"), "api")
+            .await,
+    );
+    let both = user("bob", &["owners", "security"]);
+    let r = engine
+        .vote(&both, &id, Decision::Approve, None, "api")
+        .await
+        .unwrap();
+    assert_eq!(r.status, RequestStatus::Pending, "one person counts once");
+    assert!(matches!(
+        engine
+            .vote(&both, &id, Decision::Approve, None, "api")
+            .await,
+        Err(EngineError::Vote(VoteError::DuplicateVote(_)))
+    ));
+    let r = engine
+        .vote(
+            &user("sam", &["security"]),
+            &id,
+            Decision::Approve,
+            None,
+            "api",
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, RequestStatus::Approved);
+    assert!(matches!(
+        engine
+            .vote(&user("olga", &["owners"]), &id, Decision::Deny, None, "api")
+            .await,
+        Err(EngineError::Vote(VoteError::AlreadySettled(
+            RequestStatus::Approved
+        )))
+    ));
+}
+
+async fn self_approval_is_refused_on_both_routes(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let engine = start(&db).await;
+    // Route 1: a user who is also a reviewer asks and tries to approve their own request.
+    let alice = user("alice", &["owners", "agents"]);
+    let mut own = attempt("db.export", "prod", "COPY mine TO STDOUT");
+    own.principal = alice.reference();
+    let id = pending_id(&engine.check(&alice, own, "api").await);
+    assert!(matches!(
+        engine
+            .vote(&alice, &id, Decision::Approve, None, "api")
+            .await,
+        Err(EngineError::Vote(VoteError::SelfApproval))
+    ));
+    // Route 2: an agent acts on behalf of alice; alice may not approve it either.
+    let mut obo = attempt("db.export", "prod", "COPY theirs TO STDOUT");
+    obo.on_behalf_of = Some("alice".into());
+    let id2 = pending_id(&engine.check(&agent(), obo, "api").await);
+    assert!(matches!(
+        engine
+            .vote(&alice, &id2, Decision::Approve, None, "api")
+            .await,
+        Err(EngineError::Vote(VoteError::SelfApproval))
+    ));
+    // Ineligible reviewers and agents are refused too; nothing is recorded as a vote.
+    assert!(matches!(
+        engine
+            .vote(
+                &user("eve", &["interns"]),
+                &id2,
+                Decision::Approve,
+                None,
+                "api"
+            )
+            .await,
+        Err(EngineError::Vote(VoteError::NotEligible(_)))
+    ));
+    for id in [&id, &id2] {
+        let r = engine.request(id).await.unwrap();
+        assert_eq!(r.status, RequestStatus::Pending);
+        assert!(r.votes.is_empty());
+    }
+    let kinds = audit_kinds(&engine).await;
+    assert_eq!(kinds.iter().filter(|k| *k == "vote.refused").count(), 3);
+    assert!(!kinds.contains(&"vote.cast".to_string()));
+}
+
+async fn one_deny_settles(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let engine = start(&db).await;
+    let id = pending_id(
+        &engine
+            .check(&agent(), attempt("db.privilege", "prod", "GRANT y"), "api")
+            .await,
+    );
+    engine
+        .vote(
+            &user("bob", &["owners"]),
+            &id,
+            Decision::Approve,
+            None,
+            "api",
+        )
+        .await
+        .unwrap();
+    let r = engine
+        .vote(
+            &user("sam", &["security"]),
+            &id,
+            Decision::Deny,
+            Some("no".into()),
+            "api",
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, RequestStatus::Denied);
+    assert!(engine.grants(None, false, 10).await.unwrap().is_empty());
+}
+
+async fn repeated_attempt_joins_the_pending_request(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let engine = start(&db).await;
+    let a = attempt("db.export", "prod", "COPY again TO STDOUT");
+    let first = pending_id(&engine.check(&agent(), a.clone(), "api").await);
+    let second = pending_id(&engine.check(&agent(), a, "api").await);
+    assert_eq!(first, second);
+    let all = RequestFilter {
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(engine.requests(&all).await.unwrap().len(), 1);
+}
+
+async fn fifty_concurrent_uses_of_one_grant_have_one_winner(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let engine = start(&db).await;
+    let copy = attempt("db.export", "prod", "COPY race TO STDOUT");
+    let id = pending_id(&engine.check(&agent(), copy.clone(), "api").await);
+    engine
+        .vote(
+            &user("bob", &["owners"]),
+            &id,
+            Decision::Approve,
+            None,
+            "api",
+        )
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let engine = engine.clone();
+            let copy = copy.clone();
+            tokio::spawn(async move { engine.check(&agent(), copy, "api").await })
+        })
+        .collect();
+    let mut allowed = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            CheckOutcome::Allow {
+                grant_id: Some(_), ..
+            } => allowed += 1,
+            CheckOutcome::Pending { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(allowed, 1, "a once grant serves exactly one execution");
+    let kinds = audit_kinds(&engine).await;
+    assert_eq!(kinds.iter().filter(|k| *k == "grant.used").count(), 1);
+}
+
+async fn long_poll_wakes_within_milliseconds(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let engine = start(&db).await;
+    let id = pending_id(
+        &engine
+            .check(
+                &agent(),
+                attempt("db.export", "prod", "COPY w TO STDOUT"),
+                "api",
+            )
+            .await,
+    );
+    let waiter = {
+        let engine = engine.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            let r = engine.wait(&id, Duration::from_secs(30)).await.unwrap();
+            (r.status, Instant::now())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    engine
+        .vote(
+            &user("bob", &["owners"]),
+            &id,
+            Decision::Approve,
+            None,
+            "api",
+        )
+        .await
+        .unwrap();
+    let voted = Instant::now();
+    let (status, woke) = waiter.await.unwrap();
+    assert_eq!(status, RequestStatus::Approved);
+    let lag = woke.saturating_duration_since(voted);
+    assert!(
+        lag < Duration::from_millis(100),
+        "woke {lag:?} after the vote"
+    );
+    // A wait that times out returns the request as it stands.
+    let id2 = pending_id(
+        &engine
+            .check(
+                &agent(),
+                attempt("db.export", "prod", "COPY z TO STDOUT"),
+                "api",
+            )
+            .await,
+    );
+    let r = engine.wait(&id2, Duration::from_millis(50)).await.unwrap();
+    assert_eq!(r.status, RequestStatus::Pending);
+    assert!(matches!(
+        engine.wait("nope", Duration::from_millis(10)).await,
+        Err(EngineError::RequestNotFound(_))
+    ));
+}
+
+async fn requests_expire_on_time_and_across_a_restart(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let engine = start(&db).await;
+    // On time, while running: the expiry task wakes at the deadline.
+    let live = pending_id(
+        &engine
+            .check(&agent(), attempt("exec", "prod", "ls"), "api")
+            .await,
+    );
+    let r = engine.wait(&live, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(r.status, RequestStatus::Expired);
+    assert!(matches!(
+        engine
+            .vote(
+                &user("bob", &["owners"]),
+                &live,
+                Decision::Approve,
+                None,
+                "api"
+            )
+            .await,
+        Err(EngineError::Vote(VoteError::AlreadySettled(
+            RequestStatus::Expired
+        )))
+    ));
+
+    // Across a restart: the deadline passes while nothing runs.
+    let held = pending_id(
+        &engine
+            .check(&agent(), attempt("exec", "prod", "whoami"), "api")
+            .await,
+    );
+    let kept = pending_id(
+        &engine
+            .check(
+                &agent(),
+                attempt("db.export", "prod", "COPY k TO STDOUT"),
+                "api",
+            )
+            .await,
+    );
+    drop(engine);
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let engine = start(&db).await;
+    assert_eq!(
+        engine.request(&held).await.unwrap().status,
+        RequestStatus::Expired
+    );
+    let kept = engine.request(&kept).await.unwrap();
+    assert_eq!(
+        kept.status,
+        RequestStatus::Pending,
+        "pending requests survive a restart"
+    );
+    let records = engine.audit_records(0, 10_000).await.unwrap();
+    verify_chain(&records).unwrap();
+    assert!(
+        records
+            .iter()
+            .any(|r| r.event_json.contains(&held)
+                && r.event_json.contains("\"outcome\":\"expired\""))
+    );
+    // A vote after the restart still settles the surviving request.
+    let r = engine
+        .vote(
+            &user("bob", &["owners"]),
+            &kept.id,
+            Decision::Approve,
+            None,
+            "api",
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, RequestStatus::Approved);
+}
+
+async fn store_failure_denies(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = Store::open(&db.url).await.unwrap();
+    let engine = Engine::start(
+        store.clone(),
+        policies(),
+        EngineConfig {
+            public_url: "http://x".into(),
+        },
+    )
+    .await
+    .unwrap();
+    store.close().await;
+    // Permitted, approval-worthy and forbidden attempts all deny when nothing can be recorded.
+    for (action, payload) in [("db.read", "SELECT 1"), ("db.export", "COPY t TO STDOUT")] {
+        match engine
+            .check(&agent(), attempt(action, "prod", payload), "api")
+            .await
+        {
+            CheckOutcome::Deny { reason, .. } => {
+                assert!(reason.contains("could not be recorded"), "{reason}")
+            }
+            other => panic!("store down must deny, got {other:?}"),
+        }
+    }
+    assert!(engine.ready().await.is_err());
+}
+
+async fn broken_reload_keeps_the_previous_set(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let engine = start(&db).await;
+    let before = engine.policies().version().to_owned();
+    let broken =
+        LoadedPolicies::from_sources(&[("bad.cedar", "permit (principal, action, resource")]);
+    assert!(engine.reload(broken).await.is_err());
+    assert_eq!(engine.policies().version(), before);
+    assert_eq!(
+        engine
+            .check(&agent(), attempt("db.read", "prod", "SELECT 1"), "api")
+            .await
+            .label(),
+        "allow"
+    );
+    let only_reads = LoadedPolicies::from_sources(&[(
+        "reads.cedar",
+        r#"@id("r") permit (principal, action == Action::"db.read", resource);"#,
+    )]);
+    let now = engine.reload(only_reads).await.unwrap();
+    assert_ne!(now.version(), before);
+    assert_eq!(
+        engine
+            .check(
+                &agent(),
+                attempt("db.export", "prod", "COPY t TO STDOUT"),
+                "api"
+            )
+            .await
+            .label(),
+        "deny"
+    );
+    let kinds = audit_kinds(&engine).await;
+    assert_eq!(kinds.iter().filter(|k| *k == "policy.loaded").count(), 2);
+    assert_eq!(kinds.iter().filter(|k| *k == "policy.rejected").count(), 1);
+    let records = engine.audit_records(0, 1000).await.unwrap();
+    let last: serde_json::Value =
+        serde_json::from_str(&records.last().unwrap().event_json).unwrap();
+    assert_eq!(
+        last["policy_version"],
+        now.version(),
+        "each verdict names its policy version"
+    );
+}
+
+async fn cancel_by_requester_only(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let engine = start(&db).await;
+    let id = pending_id(
+        &engine
+            .check(
+                &agent(),
+                attempt("db.export", "prod", "COPY c TO STDOUT"),
+                "api",
+            )
+            .await,
+    );
+    assert!(matches!(
+        engine.cancel(&user("bob", &["owners"]), &id, false).await,
+        Err(EngineError::Cancel(
+            countersign_core::CancelError::NotRequester
+        ))
+    ));
+    let r = engine.cancel(&agent(), &id, false).await.unwrap();
+    assert_eq!(r.status, RequestStatus::Cancelled);
+    assert_eq!(
+        engine.request(&id).await.unwrap().cancelled_by,
+        Some(agent().reference())
+    );
+}
