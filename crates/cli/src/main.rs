@@ -1,1 +1,216 @@
-fn main() {}
+//! The `countersign` binary: the gateway (`serve`), the client commands (`exec`, `requests`,
+//! `approve`, `deny`) and operator tools (`policy check`).
+
+mod client;
+mod config;
+mod dev;
+mod exec;
+mod serve;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "countersign",
+    version,
+    about = "Human approval in front of privileged actions"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway. Without --config: a development gateway on http://127.0.0.1:8480 with
+    /// SQLite under ./.countersign/, the example policies and printed development tokens.
+    Serve {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Ask for approval, wait, then run CMD with its exit status passed through.
+    Exec {
+        #[command(flatten)]
+        conn: Connection,
+        /// Action kind, e.g. exec, deploy, db.export.
+        #[arg(long)]
+        action: String,
+        /// Resource in Cedar syntax, e.g. 'Host::"build-1"'.
+        #[arg(long)]
+        resource: String,
+        /// Why this should run; shown to reviewers.
+        #[arg(long)]
+        reason: Option<String>,
+        /// The user this agent acts for (who then cannot approve it).
+        #[arg(long)]
+        on_behalf_of: Option<String>,
+        /// The command and its arguments.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// List approval requests you may see.
+    Requests {
+        #[command(flatten)]
+        conn: Connection,
+        /// pending, approved, denied, expired, cancelled or all.
+        #[arg(long, default_value = "pending")]
+        status: String,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a request.
+    Approve {
+        #[command(flatten)]
+        conn: Connection,
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Deny a request.
+    Deny {
+        #[command(flatten)]
+        conn: Connection,
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Policy tools.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Validate a policy directory against the schema; exits non-zero on any problem.
+    Check { dir: PathBuf },
+}
+
+/// Where the gateway is and how to authenticate.
+#[derive(Debug, Args)]
+struct Connection {
+    /// Gateway URL [default: http://127.0.0.1:8480, or [server] public_url of --config].
+    #[arg(long, env = "COUNTERSIGN_URL")]
+    server: Option<String>,
+    /// Bearer token.
+    #[arg(long, env = "COUNTERSIGN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Read the gateway URL from this config file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+impl Connection {
+    fn client(self) -> Result<client::Client> {
+        let url = match (self.server, self.config) {
+            (Some(url), _) => url,
+            (None, Some(path)) => config::server_url_of(&path)?,
+            (None, None) => config::DEFAULT_URL.to_owned(),
+        };
+        client::Client::new(&url, self.token)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(matches!(cli.command, Command::Serve { .. }));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing(server: bool) {
+    let default = if server { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("COUNTERSIGN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(command: Command) -> Result<i32> {
+    match command {
+        Command::Serve { config } => serve::run(config.as_deref()).await.map(|()| 0),
+        Command::Exec {
+            conn,
+            action,
+            resource,
+            reason,
+            on_behalf_of,
+            command,
+        } => {
+            let client = conn.client()?;
+            exec::run(
+                &client,
+                exec::ExecArgs {
+                    action,
+                    resource,
+                    reason,
+                    on_behalf_of,
+                    command,
+                },
+            )
+            .await
+        }
+        Command::Requests { conn, status, json } => {
+            client::list_requests(&conn.client()?, &status, json).await?;
+            Ok(0)
+        }
+        Command::Approve { conn, id, reason } => {
+            client::vote(&conn.client()?, &id, "approve", &reason).await?;
+            Ok(0)
+        }
+        Command::Deny { conn, id, reason } => {
+            client::vote(&conn.client()?, &id, "deny", &reason).await?;
+            Ok(0)
+        }
+        Command::Policy {
+            command: PolicyCommand::Check { dir },
+        } => policy_check(&dir),
+    }
+}
+
+fn policy_check(dir: &Path) -> Result<i32> {
+    if !dir.is_dir() {
+        anyhow::bail!("{} is not a directory", dir.display());
+    }
+    match countersign_policy::LoadedPolicies::load_dir(dir) {
+        Ok(p) => {
+            for w in p.warnings() {
+                eprintln!("warning: {w}");
+            }
+            println!(
+                "ok: {} policies in {} ({}), version {}",
+                p.policy_count(),
+                dir.display(),
+                p.files().join(", "),
+                p.version()
+            );
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(1)
+        }
+    }
+}

@@ -458,6 +458,11 @@ impl Engine {
             .ok_or_else(|| EngineError::GrantNotFound(id.to_owned()))
     }
 
+    /// The grant an approved request produced, if any.
+    pub async fn grant_for_request(&self, request_id: &str) -> Result<Option<Grant>, EngineError> {
+        Ok(self.inner.store.grant_for_request(request_id).await?)
+    }
+
     pub async fn grants(
         &self,
         principal: Option<&PrincipalRef>,
@@ -469,6 +474,11 @@ impl Engine {
             .store
             .grants(principal, active_only, limit)
             .await?)
+    }
+
+    /// The end of the audit chain.
+    pub async fn audit_head(&self) -> Result<countersign_audit::ChainHead, EngineError> {
+        Ok(self.inner.store.audit_head().await?)
     }
 
     pub async fn audit_records(

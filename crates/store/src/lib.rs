@@ -303,6 +303,18 @@ impl Store {
         row.as_ref().map(codec::grant_from_row).transpose()
     }
 
+    /// The grant an approved request produced, if any.
+    pub async fn grant_for_request(&self, request_id: &str) -> Result<Option<Grant>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{} WHERE request_id = $1 ORDER BY issued_at LIMIT 1",
+            codec::GRANT_SELECT
+        )))
+        .bind(request_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(codec::grant_from_row).transpose()
+    }
+
     /// Grants, newest first; only those of `principal` when given, only active ones when asked.
     pub async fn grants(
         &self,

@@ -1,0 +1,170 @@
+//! A small client of the gateway's HTTP API, and the commands built on it: `requests`,
+//! `approve`, `deny`.
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+use std::time::Duration;
+
+/// Where the gateway is and who we are.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+/// An error answer from the API, with its stable code.
+#[derive(Debug, thiserror::Error)]
+#[error("{message} ({code}, HTTP {status})")]
+pub struct ApiFailure {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+impl Client {
+    pub fn new(base: &str, token: Option<String>) -> Result<Client> {
+        let token = token
+            .filter(|t| !t.trim().is_empty())
+            .context("no token: pass --token or set COUNTERSIGN_TOKEN")?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()?;
+        Ok(Client {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+        })
+    }
+
+    pub async fn get(&self, path: &str, timeout: Duration) -> Result<Value> {
+        let request = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .timeout(timeout);
+        self.send(request).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value> {
+        let request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(body)
+            .timeout(Duration::from_secs(30));
+        self.send(request).await
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value> {
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the gateway at {}", self.base))?;
+        let status = response.status();
+        let body: Value = response
+            .json()
+            .await
+            .with_context(|| format!("the gateway answered HTTP {status} without a JSON body"))?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        let text = |key: &str| body["error"][key].as_str().unwrap_or("unknown").to_owned();
+        Err(ApiFailure {
+            status: status.as_u16(),
+            code: text("code"),
+            message: text("message"),
+        }
+        .into())
+    }
+}
+
+fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or("-")
+}
+
+/// One line per request: id, status, who, action, resources, age.
+pub async fn list_requests(client: &Client, status: &str, json: bool) -> Result<()> {
+    let body = client
+        .get(
+            &format!("/v1/requests?status={status}"),
+            Duration::from_secs(30),
+        )
+        .await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&body)?);
+        return Ok(());
+    }
+    let requests = body["requests"].as_array().cloned().unwrap_or_default();
+    if requests.is_empty() {
+        println!("no {status} requests");
+        return Ok(());
+    }
+    println!(
+        "{:<36}  {:<9}  {:<24}  {:<14}  {:<24}  {}",
+        "ID", "STATUS", "REQUESTER", "ACTION", "RESOURCE", "PAYLOAD"
+    );
+    for r in requests {
+        let resource = r["resources"]
+            .as_array()
+            .map(|rs| {
+                rs.iter()
+                    .map(|x| format!("{}::{}", str_of(x, "type"), str_of(x, "id")))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        let mut payload = match &r["payload"] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        if payload.chars().count() > 60 {
+            payload = payload.chars().take(57).collect::<String>() + "...";
+        }
+        println!(
+            "{:<36}  {:<9}  {:<24}  {:<14}  {:<24}  {}",
+            str_of(&r, "id"),
+            str_of(&r, "status"),
+            str_of(&r["principal"], "id"),
+            str_of(&r, "action"),
+            resource,
+            payload.replace('\n', " ")
+        );
+    }
+    Ok(())
+}
+
+/// Casts `decision` on request `id`.
+pub async fn vote(client: &Client, id: &str, decision: &str, reason: &str) -> Result<()> {
+    if reason.trim().is_empty() {
+        bail!("give a --reason: reviewers' reasons go into the audit log");
+    }
+    let body = client
+        .post(
+            &format!("/v1/requests/{id}/votes"),
+            &serde_json::json!({"decision": decision, "reason": reason}),
+        )
+        .await?;
+    let rules = body["requirements"]["rules"]
+        .as_array()
+        .map(|rules| {
+            rules
+                .iter()
+                .map(|r| format!("{}/{}", r["approvals"], r["quorum"]))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    println!(
+        "{} {}: request is {} (approvals {})",
+        if decision == "approve" {
+            "approved"
+        } else {
+            "denied"
+        },
+        id,
+        str_of(&body, "status"),
+        rules
+    );
+    Ok(())
+}

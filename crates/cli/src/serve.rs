@@ -1,0 +1,244 @@
+//! `countersign serve`: run the gateway from a config file, or the development default.
+
+use crate::config::{Config, DEFAULT_LISTEN, DEFAULT_URL, PrincipalSection};
+use crate::dev;
+use anyhow::{Context, Result};
+use countersign_engine::{Engine, EngineConfig};
+use countersign_policy::LoadedPolicies;
+use countersign_server::{PolicySource, ServerConfig};
+use countersign_store::Store;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub async fn run(config_path: Option<&Path>) -> Result<()> {
+    let setup = match config_path {
+        Some(path) => Setup::from_file(path)?,
+        None => Setup::development()?,
+    };
+    let policies = (setup.policy_source)()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("policies refused")?;
+    let store = Store::open(&setup.store_url)
+        .await
+        .with_context(|| format!("cannot open the store at {}", redact(&setup.store_url)))?;
+    let engine = Engine::start(
+        store,
+        policies,
+        EngineConfig {
+            public_url: setup.public_url.clone(),
+        },
+    )
+    .await
+    .context("cannot start the engine")?;
+    let listener = tokio::net::TcpListener::bind(&setup.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", setup.listen))?;
+    let policy_source = setup.policy_source.clone();
+    let router = countersign_server::router(
+        engine.clone(),
+        ServerConfig {
+            principals: setup.principals()?,
+            auditor_groups: setup.auditor_groups.clone(),
+            admin_groups: setup.admin_groups.clone(),
+            max_body_bytes: setup.max_body_bytes,
+            policy_source: policy_source.clone(),
+        },
+    );
+    spawn_sighup_reload(engine.clone(), policy_source);
+    let policies = engine.policies();
+    tracing::info!(
+        listen = %setup.listen,
+        store = %redact(&setup.store_url),
+        policy_version = %policies.version(),
+        policies = policies.policy_count(),
+        "countersign is serving"
+    );
+    if let Some(dev) = &setup.dev_principals {
+        print_development_banner(&setup.public_url, dev);
+    } else {
+        eprintln!("countersign serving on {}", setup.public_url);
+    }
+    countersign_server::serve(listener, router, shutdown_signal())
+        .await
+        .context("server failed")?;
+    tracing::info!("countersign stopped");
+    Ok(())
+}
+
+struct Setup {
+    listen: String,
+    public_url: String,
+    store_url: String,
+    principals: Vec<PrincipalSection>,
+    auditor_groups: BTreeSet<String>,
+    admin_groups: BTreeSet<String>,
+    max_body_bytes: usize,
+    policy_source: PolicySource,
+    dev_principals: Option<Vec<dev::DevPrincipal>>,
+}
+
+impl Setup {
+    fn from_file(path: &Path) -> Result<Setup> {
+        let config = Config::read(path)?;
+        if config.principals.is_empty() {
+            tracing::warn!("no [[principals]] configured: every API call will be refused");
+        }
+        if let Some(gates) = &config.gates {
+            tracing::warn!(gates = ?gates.keys().collect::<Vec<_>>(), "this version has no protocol gates; [gates] is ignored");
+        }
+        if let Some(channels) = &config.channels {
+            tracing::warn!(channels = ?channels.keys().collect::<Vec<_>>(), "this version has no reviewer channels; [channels] is ignored");
+        }
+        if let Some(key) = &config.audit.key_file {
+            tracing::warn!(key_file = %key.display(), "signed audit checkpoints are not in this version; the audit log is hash-chained only");
+        }
+        let policy_source: PolicySource = match config.policy.dir.clone() {
+            Some(dir) => directory_source(dir),
+            None => Arc::new(LoadedPolicies::examples),
+        };
+        Ok(Setup {
+            listen: config.server.listen,
+            public_url: config.server.public_url,
+            store_url: config.store.url,
+            principals: config.principals,
+            auditor_groups: config.server.auditor_groups,
+            admin_groups: config.server.admin_groups,
+            max_body_bytes: config.server.max_body_bytes,
+            policy_source,
+            dev_principals: None,
+        })
+    }
+
+    fn development() -> Result<Setup> {
+        let dir = dev::dir();
+        let dev_principals = dev::principals(&dir)?;
+        let store_path = std::fs::canonicalize(&dir)
+            .unwrap_or_else(|_| dir.clone())
+            .join("db.sqlite");
+        let defaults = crate::config::ServerSection::default();
+        Ok(Setup {
+            listen: DEFAULT_LISTEN.into(),
+            public_url: DEFAULT_URL.into(),
+            store_url: format!("sqlite://{}", store_path.display()),
+            principals: dev_principals
+                .iter()
+                .map(dev::DevPrincipal::section)
+                .collect(),
+            auditor_groups: defaults.auditor_groups,
+            admin_groups: defaults.admin_groups,
+            max_body_bytes: defaults.max_body_bytes,
+            policy_source: Arc::new(LoadedPolicies::examples),
+            dev_principals: Some(dev_principals),
+        })
+    }
+
+    fn principals(&self) -> Result<Vec<countersign_server::ConfiguredPrincipal>> {
+        self.principals
+            .iter()
+            .map(PrincipalSection::to_configured)
+            .collect()
+    }
+}
+
+fn directory_source(dir: PathBuf) -> PolicySource {
+    Arc::new(move || LoadedPolicies::load_dir(&dir))
+}
+
+fn print_development_banner(url: &str, principals: &[dev::DevPrincipal]) {
+    eprintln!();
+    eprintln!("countersign development gateway on {url}");
+    eprintln!("  state: ./{}/ (SQLite, development tokens)", dev::DIR);
+    eprintln!("  policies: the embedded examples (examples/policies)");
+    eprintln!();
+    eprintln!("Development tokens (do not use in production):");
+    for p in principals {
+        eprintln!(
+            "  {:<5} {:<20} groups={:<28} token={}",
+            p.kind,
+            p.id,
+            p.groups.join(","),
+            p.token
+        );
+    }
+    if let Some(agent) = principals.iter().find(|p| p.kind == "agent") {
+        eprintln!();
+        eprintln!("Try it:");
+        eprintln!(
+            "  COUNTERSIGN_TOKEN={} countersign exec --action exec --resource 'Host::\"build-1\"' --reason 'smoke test' -- echo hello",
+            agent.token
+        );
+        eprintln!(
+            "  then approve with each reviewer token:  COUNTERSIGN_TOKEN=<reviewer token> countersign approve <ID> --reason ok"
+        );
+    }
+    eprintln!();
+}
+
+/// Hides a password in a database URL before it is logged.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(unix)]
+fn spawn_sighup_reload(engine: Engine, source: PolicySource) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload through POST /v1/policies/reload");
+        return;
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match countersign_server::reload_policies(&engine, &source).await {
+                Ok(p) => tracing::info!(version = %p.version(), "policies reloaded on SIGHUP"),
+                Err(e) => tracing::error!(error = %e, "policy reload on SIGHUP refused"),
+            }
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn spawn_sighup_reload(_engine: Engine, _source: PolicySource) {}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_hidden() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite:///x/y.sqlite"), "sqlite:///x/y.sqlite");
+    }
+}

@@ -1,0 +1,225 @@
+//! The OpenAPI 3.1 description of the API, served at `/v1/openapi.json`.
+
+use axum::Json;
+use serde_json::{Value, json};
+
+fn error_responses() -> Value {
+    json!({
+        "400": {"$ref": "#/components/responses/Error"},
+        "401": {"$ref": "#/components/responses/Error"},
+        "403": {"$ref": "#/components/responses/Error"},
+        "404": {"$ref": "#/components/responses/Error"},
+        "409": {"$ref": "#/components/responses/Error"},
+        "413": {"$ref": "#/components/responses/Error"},
+        "503": {"$ref": "#/components/responses/Error"}
+    })
+}
+
+fn ok(schema: &str, description: &str) -> Value {
+    let mut responses = error_responses();
+    responses["200"] = json!({
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}
+    });
+    responses
+}
+
+fn id_param() -> Value {
+    json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}})
+}
+
+fn body(schema: &str) -> Value {
+    json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}})
+}
+
+pub fn spec() -> Value {
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "countersign",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Human approval in front of the privileged actions of agents and pipelines. \
+                Every route under /v1 takes `Authorization: Bearer <token>`. Errors are \
+                `{\"error\": {\"code\", \"message\"}}`."
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/v1/attempts": {"post": {
+                "summary": "Ask whether an action may run",
+                "description": "Any authenticated principal. Once a request is approved, sending the same attempt again (same payload digest) gets `allow`, consuming a single-use grant.",
+                "requestBody": body("AttemptRequest"),
+                "responses": ok("AttemptResponse", "The verdict")
+            }},
+            "/v1/requests": {"get": {
+                "summary": "List approval requests the caller may see",
+                "parameters": [
+                    {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["pending", "approved", "denied", "expired", "cancelled", "all"]}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}
+                ],
+                "responses": ok("RequestList", "Requests, newest first")
+            }},
+            "/v1/requests/{id}": {"get": {
+                "summary": "Read a request; with `wait`, answer the moment it settles",
+                "parameters": [id_param(), {"name": "wait", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 120}}],
+                "responses": ok("Request", "The request")
+            }},
+            "/v1/requests/{id}/votes": {"post": {
+                "summary": "Approve or deny a request (eligible reviewers; never the requester)",
+                "parameters": [id_param()],
+                "requestBody": body("VoteRequest"),
+                "responses": ok("Request", "The request after the vote")
+            }},
+            "/v1/requests/{id}/cancel": {"post": {
+                "summary": "Cancel a pending request (its requester, or an administrator)",
+                "parameters": [id_param()],
+                "responses": ok("Request", "The cancelled request")
+            }},
+            "/v1/grants": {"get": {
+                "summary": "List grants (administrators and auditors: all; others: their own)",
+                "parameters": [
+                    {"name": "active", "in": "query", "schema": {"type": "boolean"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}
+                ],
+                "responses": ok("GrantList", "Grants, newest first")
+            }},
+            "/v1/grants/{id}/revoke": {"post": {
+                "summary": "Revoke a grant (administrators, or the grant's own principal)",
+                "parameters": [id_param()],
+                "requestBody": {"required": false, "content": {"application/json": {"schema": {"type": "object", "properties": {"reason": {"type": "string"}}, "additionalProperties": false}}}},
+                "responses": ok("Grant", "The revoked grant")
+            }},
+            "/v1/audit": {"get": {
+                "summary": "Read the audit log (auditors)",
+                "parameters": [
+                    {"name": "from", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}
+                ],
+                "responses": ok("AuditPage", "Records in sequence order")
+            }},
+            "/v1/audit/checkpoint": {"get": {
+                "summary": "The head of the audit hash chain (auditors)",
+                "responses": ok("Checkpoint", "Chain size and head hash")
+            }},
+            "/v1/policies": {"get": {
+                "summary": "The policy set in force",
+                "responses": ok("PolicySet", "Version, files and policy ids")
+            }},
+            "/v1/policies/reload": {"post": {
+                "summary": "Reload policies (administrators); a broken set is refused with 422 and the old one stays",
+                "responses": ok("PolicySet", "The new policy set")
+            }},
+            "/v1/whoami": {"get": {"summary": "The authenticated principal", "responses": ok("Whoami", "Caller")}},
+            "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "Alive"}}}},
+            "/readyz": {"get": {"summary": "Readiness (store reachable)", "security": [], "responses": {"200": {"description": "Ready"}, "503": {"description": "Not ready"}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "security": [], "responses": {"200": {"description": "Text exposition format", "content": {"text/plain": {}}}}}}
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "responses": {"Error": {
+                "description": "An error",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+            }},
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+                    "type": "object", "required": ["code", "message"],
+                    "properties": {
+                        "code": {"type": "string", "examples": ["unauthenticated", "forbidden", "not_found", "invalid_request", "malformed_json", "payload_too_large", "unsupported_media_type", "invalid_action", "unknown_action", "unknown_resource_type", "self_approval", "not_eligible", "already_settled", "duplicate_vote", "expired", "not_requester", "grant_not_active", "invalid_policy", "unavailable"]},
+                        "message": {"type": "string"}
+                    }
+                }}},
+                "ResourceRef": {"type": "object", "required": ["type", "id"], "properties": {"type": {"type": "string"}, "id": {"type": "string"}}},
+                "Resource": {"type": "object", "required": ["type", "id"], "properties": {
+                    "type": {"type": "string", "examples": ["Database", "Table", "Host", "Service"]},
+                    "id": {"type": "string"},
+                    "parent": {"$ref": "#/components/schemas/ResourceRef"},
+                    "classification": {"type": "string", "enum": ["public", "internal", "confidential", "restricted"]},
+                    "tags": {"type": "array", "items": {"type": "string"}}
+                }},
+                "AttemptRequest": {"type": "object", "required": ["action", "payload"], "additionalProperties": false, "properties": {
+                    "action": {"type": "string", "examples": ["db.export", "exec", "deploy"]},
+                    "resource": {"$ref": "#/components/schemas/Resource"},
+                    "resources": {"type": "array", "items": {"$ref": "#/components/schemas/Resource"}, "maxItems": 64},
+                    "payload": {"description": "The exact payload: SQL text, tool and arguments, a command line; any JSON"},
+                    "justification": {"type": "string", "maxLength": 4096},
+                    "on_behalf_of": {"type": "string", "description": "The user an agent acts for; that user cannot approve"},
+                    "context": {"type": "object", "additionalProperties": {"type": "string"}}
+                }},
+                "AttemptResponse": {"type": "object", "required": ["outcome", "reason"], "properties": {
+                    "outcome": {"type": "string", "enum": ["allow", "deny", "pending"]},
+                    "reason": {"type": "string"},
+                    "policy_ids": {"type": "array", "items": {"type": "string"}},
+                    "request_id": {"type": "string"},
+                    "grant_id": {"type": ["string", "null"]},
+                    "review_url": {"type": "string"},
+                    "expires_at": {"type": "string", "format": "date-time"}
+                }},
+                "Vote": {"type": "object", "properties": {
+                    "id": {"type": "string"}, "voter": {"type": "object"},
+                    "decision": {"type": "string", "enum": ["approve", "deny"]},
+                    "reason": {"type": ["string", "null"]}, "channel": {"type": "string"},
+                    "cast_at": {"type": "string", "format": "date-time"}
+                }},
+                "Request": {"type": "object", "required": ["id", "status"], "properties": {
+                    "id": {"type": "string"},
+                    "status": {"type": "string", "enum": ["pending", "approved", "denied", "expired", "cancelled"]},
+                    "principal": {"type": "object", "properties": {"kind": {"type": "string", "enum": ["agent", "user"]}, "id": {"type": "string"}}},
+                    "on_behalf_of": {"type": ["string", "null"]},
+                    "action": {"type": "string"},
+                    "resources": {"type": "array", "items": {"$ref": "#/components/schemas/Resource"}},
+                    "payload": {},
+                    "payload_digest": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                    "justification": {"type": ["string", "null"]},
+                    "requirements": {"type": "object"},
+                    "policy_version": {"type": "string"},
+                    "policy_ids": {"type": "array", "items": {"type": "string"}},
+                    "votes": {"type": "array", "items": {"$ref": "#/components/schemas/Vote"}},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "expires_at": {"type": "string", "format": "date-time"},
+                    "settled_at": {"type": ["string", "null"], "format": "date-time"},
+                    "grant_id": {"type": ["string", "null"]},
+                    "review_url": {"type": "string"}
+                }},
+                "RequestList": {"type": "object", "properties": {"requests": {"type": "array", "items": {"$ref": "#/components/schemas/Request"}}}},
+                "VoteRequest": {"type": "object", "required": ["decision"], "additionalProperties": false, "properties": {
+                    "decision": {"type": "string", "enum": ["approve", "deny"]},
+                    "reason": {"type": "string", "maxLength": 4096}
+                }},
+                "Grant": {"type": "object", "properties": {
+                    "id": {"type": "string"}, "request_id": {"type": "string"},
+                    "principal": {"type": "object"}, "action": {"type": "string"},
+                    "resources": {"type": "array", "items": {"$ref": "#/components/schemas/ResourceRef"}},
+                    "payload_digest": {"type": "string"},
+                    "shape": {"type": "string", "description": "`once`, or a window such as `900s`"},
+                    "status": {"type": "string", "enum": ["active", "used", "expired", "revoked"]},
+                    "issued_at": {"type": "string", "format": "date-time"},
+                    "expires_at": {"type": "string", "format": "date-time"},
+                    "ended_at": {"type": ["string", "null"], "format": "date-time"}
+                }},
+                "GrantList": {"type": "object", "properties": {"grants": {"type": "array", "items": {"$ref": "#/components/schemas/Grant"}}}},
+                "AuditPage": {"type": "object", "properties": {
+                    "events": {"type": "array", "items": {"type": "object", "properties": {
+                        "seq": {"type": "integer"}, "event": {"type": "object"},
+                        "prev_hash": {"type": "string"}, "hash": {"type": "string"}
+                    }}},
+                    "next": {"type": ["integer", "null"]}
+                }},
+                "Checkpoint": {"type": "object", "properties": {"size": {"type": "integer"}, "head_hash": {"type": "string"}}},
+                "PolicySet": {"type": "object", "properties": {
+                    "version": {"type": "string"}, "files": {"type": "array", "items": {"type": "string"}},
+                    "policy_count": {"type": "integer"}, "policy_ids": {"type": "array", "items": {"type": "string"}},
+                    "actions": {"type": "array", "items": {"type": "string"}},
+                    "resource_types": {"type": "array", "items": {"type": "string"}}
+                }},
+                "Whoami": {"type": "object", "properties": {
+                    "kind": {"type": "string"}, "id": {"type": "string"},
+                    "groups": {"type": "array", "items": {"type": "string"}},
+                    "admin": {"type": "boolean"}, "auditor": {"type": "boolean"}
+                }}
+            }
+        }
+    })
+}
+
+pub async fn document() -> Json<Value> {
+    Json(spec())
+}

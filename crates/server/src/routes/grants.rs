@@ -1,0 +1,72 @@
+//! `/v1/grants`: list grants and revoke them.
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Params;
+use crate::{ApiState, views};
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    #[serde(default)]
+    active: Option<bool>,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+/// Administrators and auditors see every grant; everyone else their own.
+pub async fn list(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Params(params): Params<ListParams>,
+) -> ApiResult<Json<Value>> {
+    let me = caller.principal.reference();
+    let owner = (!caller.is_admin && !caller.is_auditor).then_some(&me);
+    let grants = state
+        .engine
+        .grants(
+            owner,
+            params.active.unwrap_or(false),
+            params.limit.unwrap_or(100).clamp(1, 1000),
+        )
+        .await?;
+    Ok(Json(json!({
+        "grants": grants.iter().map(views::grant).collect::<Vec<_>>()
+    })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Administrators may revoke any grant; a principal may give up its own.
+pub async fn revoke(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    // The body is optional: an empty one means no reason given.
+    let body: RevokeBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RevokeBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request("invalid_request", format!("revoke body: {e}")))?
+    };
+    let grant = state.engine.grant(&id).await?;
+    if !caller.is_admin && grant.principal != caller.principal.reference() {
+        return Err(ApiError::forbidden(
+            "only administrators may revoke another principal's grant",
+        ));
+    }
+    let reason = body.reason.filter(|r| !r.trim().is_empty());
+    let grant = state.engine.revoke(&caller.principal, &id, reason).await?;
+    Ok(Json(views::grant(&grant)))
+}

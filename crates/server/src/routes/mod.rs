@@ -1,0 +1,8 @@
+//! Route handlers, one module per resource of the API.
+
+pub mod attempts;
+pub mod audit;
+pub mod grants;
+pub mod ops;
+pub mod policies;
+pub mod requests;
