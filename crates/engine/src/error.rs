@@ -17,6 +17,9 @@ pub enum EngineError {
     GrantNotActive(GrantStatus),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The batch holding this step failed to commit and was rolled back; nothing was written.
+    #[error("not recorded: {0}")]
+    NotRecorded(String),
     /// The writer is gone (shutting down or crashed); nothing was written.
     #[error("the engine is not running")]
     Stopped,

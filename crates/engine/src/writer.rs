@@ -110,27 +110,31 @@ pub(crate) async fn run(
     effects: impl Effects,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut done: Vec<Done> = Vec::with_capacity(MAX_BATCH);
+    let mut fx: Vec<Effect> = Vec::new();
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let before = head;
-        match run_batch(&store, &mut head, &mut batch).await {
-            Ok((done, fx)) => {
-                effects.apply(fx);
-                for reply in done {
+        match run_batch(&store, &mut head, &mut batch, &mut done, &mut fx).await {
+            Ok(()) => {
+                effects.apply(std::mem::take(&mut fx));
+                for reply in done.drain(..) {
                     reply.send();
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, jobs = batch.len(), "audit write failed; batch rolled back");
+                let jobs = done.len() + batch.len();
+                tracing::error!(error = %e, jobs, "audit write failed; batch rolled back");
                 head = store.audit_head().await.unwrap_or(before);
+                fx.clear();
+                let reason = e.to_string();
+                for reply in done.drain(..) {
+                    reply.fail(EngineError::NotRecorded(reason.clone()));
+                }
                 for job in batch.drain(..) {
-                    job.fail(EngineError::Store(countersign_store::StoreError::Corrupt {
-                        what: "batch",
-                        detail: format!("rolled back: {e}"),
-                    }));
+                    job.fail(EngineError::NotRecorded(reason.clone()));
                 }
             }
         }
-        batch.clear();
     }
 }
 
@@ -151,6 +155,19 @@ impl Done {
             Done::Grant(tx, r) => drop(tx.send(r)),
             Done::Unit(tx, r) => drop(tx.send(r)),
         }
+    }
+}
+
+impl Done {
+    /// Replaces the result with `e`: the batch did not commit.
+    fn fail(self, e: EngineError) {
+        let failed = match self {
+            Done::Decision(tx, _) => Done::Decision(tx, Err(e)),
+            Done::Request(tx, _) => Done::Request(tx, Err(e)),
+            Done::Grant(tx, _) => Done::Grant(tx, Err(e)),
+            Done::Unit(tx, _) => Done::Unit(tx, Err(e)),
+        };
+        failed.send();
     }
 }
 
@@ -189,15 +206,20 @@ impl Writer<'_> {
     }
 }
 
+/// Runs `batch` in one transaction, moving each job's reply into `done` and the in-memory
+/// consequences into `effects`. On error, whatever is left in `batch` and everything in `done`
+/// must be answered with the failure: nothing of the batch was committed.
 async fn run_batch(
     store: &Store,
     head: &mut ChainHead,
     batch: &mut Vec<Job>,
-) -> Result<(Vec<Done>, Vec<Effect>), EngineError> {
+    done: &mut Vec<Done>,
+    effects: &mut Vec<Effect>,
+) -> Result<(), EngineError> {
     let mut tx = store.begin().await?;
-    let mut done = Vec::with_capacity(batch.len());
-    let mut effects = Vec::new();
-    for job in batch.drain(..) {
+    // Oldest job last, so popping keeps arrival order and leaves the rest in `batch`.
+    batch.reverse();
+    while let Some(job) = batch.pop() {
         let now = now();
         let job = match job {
             Job::Decision(d, reply) if d.grant.is_none() && d.new_request.is_none() => {
@@ -229,7 +251,7 @@ async fn run_batch(
         done.push(reply);
     }
     tx.commit().await?;
-    Ok((done, effects))
+    Ok(())
 }
 
 /// Runs one state-changing job. Returns its reply and whether its writes must be undone.

@@ -9,7 +9,7 @@ use countersign_core::{
 use countersign_engine::{CheckOutcome, Engine, EngineConfig, EngineError, RequestFilter};
 use countersign_policy::LoadedPolicies;
 use countersign_store::testing::TestDb;
-use countersign_store::{Backend, Store};
+use countersign_store::{Backend, Store, StoreOptions};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -71,6 +71,7 @@ both_backends!(
     store_failure_denies,
     broken_reload_keeps_the_previous_set,
     cancel_by_requester_only,
+    locked_database_denies_then_recovers,
 );
 
 fn policies() -> LoadedPolicies {
@@ -700,4 +701,40 @@ async fn cancel_by_requester_only(backend: Backend) {
         engine.request(&id).await.unwrap().cancelled_by,
         Some(agent().reference())
     );
+}
+
+async fn locked_database_denies_then_recovers(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let opts = StoreOptions {
+        lock_timeout: Duration::from_millis(300),
+        ..StoreOptions::default()
+    };
+    let store = Store::open_with(&db.url, &opts).await.unwrap();
+    let engine = Engine::start(
+        store,
+        policies(),
+        EngineConfig {
+            public_url: "http://x".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let read = || attempt("db.read", "prod", "SELECT 1");
+    let lock = db.hold_write_lock().await;
+    let started = Instant::now();
+    match engine.check(&agent(), read(), "api").await {
+        CheckOutcome::Deny { reason, .. } => {
+            assert!(reason.contains("could not be recorded"), "{reason}")
+        }
+        other => panic!("a locked database must deny, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the lock timeout bounds the wait"
+    );
+    lock.release().await;
+    assert_eq!(engine.check(&agent(), read(), "api").await.label(), "allow");
+    // Nothing half-written: the chain is intact and holds no event for the denied attempt.
+    let kinds = audit_kinds(&engine).await;
+    assert_eq!(kinds, ["policy.loaded", "attempt"]);
 }

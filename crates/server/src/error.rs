@@ -74,7 +74,10 @@ impl From<EngineError> for ApiError {
                 CancelError::NotRequester => (S::FORBIDDEN, "not_requester"),
             },
             EngineError::GrantNotActive(_) => (S::CONFLICT, "grant_not_active"),
-            EngineError::Store(_) | EngineError::Stopped | EngineError::GrantLost(_) => {
+            EngineError::Store(_)
+            | EngineError::NotRecorded(_)
+            | EngineError::Stopped
+            | EngineError::GrantLost(_) => {
                 tracing::error!(error = %e, "engine failure");
                 (S::SERVICE_UNAVAILABLE, "unavailable")
             }

@@ -96,38 +96,65 @@ pub struct Store {
 
 static DRIVERS: Once = Once::new();
 
+/// Connection pool and timeout settings.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    pub max_connections: u32,
+    /// How long to wait for a free connection (or to connect at all).
+    pub acquire_timeout: Duration,
+    /// How long a statement waits for a lock held by someone else before failing.
+    pub lock_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> StoreOptions {
+        StoreOptions {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+            lock_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
 impl Store {
     /// Opens the database at `url` (`sqlite://PATH` or `postgres://…`), creating a SQLite file
     /// if needed, and brings its schema up to date.
     pub async fn open(url: &str) -> Result<Store> {
-        Self::open_with(url, 8, Duration::from_secs(5)).await
+        Self::open_with(url, &StoreOptions::default()).await
     }
 
-    /// As [`Store::open`], with an explicit pool size and acquire timeout.
-    pub async fn open_with(
-        url: &str,
-        max_connections: u32,
-        acquire_timeout: Duration,
-    ) -> Result<Store> {
+    /// As [`Store::open`], with explicit pool and timeout settings.
+    pub async fn open_with(url: &str, opts: &StoreOptions) -> Result<Store> {
         DRIVERS.call_once(sqlx::any::install_default_drivers);
         let (backend, url) = normalise_url(url)?;
         let options = AnyConnectOptions::from_str(&url)?;
+        let lock_ms = u64::try_from(opts.lock_timeout.as_millis()).unwrap_or(u64::MAX);
         let mut pool_options = AnyPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(acquire_timeout);
-        if backend == Backend::Sqlite {
-            // WAL lets readers proceed while the writer commits; FULL sync makes a commit
-            // durable before it returns, which the audit guarantee needs.
-            pool_options = pool_options.after_connect(|conn, _meta| {
+            .max_connections(opts.max_connections)
+            .acquire_timeout(opts.acquire_timeout);
+        // A decision must never wait forever on a lock another process holds: past the
+        // timeout the write fails, and the engine denies.
+        pool_options = match backend {
+            Backend::Sqlite => pool_options.after_connect(move |conn, _meta| {
                 Box::pin(async move {
+                    // WAL lets readers proceed while the writer commits; FULL sync makes a
+                    // commit durable before it returns, which the audit guarantee needs.
                     conn.execute("PRAGMA journal_mode = WAL").await?;
                     conn.execute("PRAGMA synchronous = FULL").await?;
                     conn.execute("PRAGMA foreign_keys = ON").await?;
-                    conn.execute("PRAGMA busy_timeout = 5000").await?;
+                    let sql = format!("PRAGMA busy_timeout = {lock_ms}");
+                    conn.execute(sqlx::AssertSqlSafe(sql)).await?;
                     Ok(())
                 })
-            });
-        }
+            }),
+            Backend::Postgres => pool_options.after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    let sql = format!("SET lock_timeout = {lock_ms}");
+                    conn.execute(sqlx::AssertSqlSafe(sql)).await?;
+                    Ok(())
+                })
+            }),
+        };
         let pool = pool_options.connect_with(options).await?;
         let store = Store { pool, backend };
         store.migrate().await?;

@@ -98,3 +98,39 @@ impl Drop for TestDb {
         .join();
     }
 }
+
+/// Another client holding the database's write lock, as a stuck migration or a careless
+/// operator would; released by [`WriteLock::release`].
+#[derive(Debug)]
+pub struct WriteLock {
+    conn: sqlx::AnyConnection,
+}
+
+impl TestDb {
+    /// Takes the lock every write of the store needs, from a separate connection.
+    pub async fn hold_write_lock(&self) -> WriteLock {
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.url)
+            .await
+            .expect("second connection");
+        let sql = match self.backend {
+            Backend::Sqlite => "BEGIN EXCLUSIVE",
+            Backend::Postgres => "BEGIN; LOCK TABLE audit_events IN ACCESS EXCLUSIVE MODE",
+        };
+        sqlx::raw_sql(sql)
+            .execute(&mut conn)
+            .await
+            .expect("take the write lock");
+        WriteLock { conn }
+    }
+}
+
+impl WriteLock {
+    pub async fn release(mut self) {
+        sqlx::raw_sql("ROLLBACK")
+            .execute(&mut self.conn)
+            .await
+            .expect("release the write lock");
+        let _ = self.conn.close().await;
+    }
+}

@@ -6,7 +6,7 @@ use countersign_core::{
     PayloadDigest, PrincipalRef, RequestStatus, Requirements, Resource, Timestamp, Vote,
 };
 use countersign_store::testing::TestDb;
-use countersign_store::{Backend, RequestFilter, Store, StoreError};
+use countersign_store::{Backend, RequestFilter, Store, StoreError, StoreOptions};
 use std::collections::BTreeMap;
 
 macro_rules! both_backends {
@@ -354,12 +354,13 @@ async fn unsupported_url_is_refused() {
 
 #[tokio::test]
 async fn unreachable_database_is_unavailable() {
-    let err = Store::open_with(
-        "postgres://nobody@127.0.0.1:1/none",
-        1,
-        std::time::Duration::from_millis(500),
-    )
-    .await
-    .unwrap_err();
+    let opts = StoreOptions {
+        max_connections: 1,
+        acquire_timeout: std::time::Duration::from_millis(500),
+        ..StoreOptions::default()
+    };
+    let err = Store::open_with("postgres://nobody@127.0.0.1:1/none", &opts)
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
 }
