@@ -101,8 +101,8 @@ pub async fn list_requests(client: &Client, status: &str, json: bool) -> Result<
         return Ok(());
     }
     println!(
-        "{:<36}  {:<9}  {:<24}  {:<14}  {:<24}  {}",
-        "ID", "STATUS", "REQUESTER", "ACTION", "RESOURCE", "PAYLOAD"
+        "{:<36}  {:<9}  {:<24}  {:<14}  {:<24}  PAYLOAD",
+        "ID", "STATUS", "REQUESTER", "ACTION", "RESOURCE"
     );
     for r in requests {
         let resource = r["resources"]

@@ -78,7 +78,7 @@ pub async fn run(client: &Client, args: ExecArgs) -> Result<i32> {
     eprintln!("countersign: request {request_id}");
     eprintln!("countersign: review at {review_url}");
 
-    let status = tokio::select! {
+    let settled = tokio::select! {
         s = wait_for_settlement(client, &request_id, &review_url) => s?,
         _ = tokio::signal::ctrl_c() => {
             finish_progress();
@@ -88,7 +88,7 @@ pub async fn run(client: &Client, args: ExecArgs) -> Result<i32> {
         }
     };
     finish_progress();
-    match status.as_str() {
+    match str_of(&settled, "status") {
         "approved" => {
             // Sending the same attempt again spends the grant the approval issued.
             let second = client.post("/v1/attempts", &attempt).await?;
@@ -101,7 +101,10 @@ pub async fn run(client: &Client, args: ExecArgs) -> Result<i32> {
             }
         }
         "denied" => {
-            eprintln!("countersign: denied by a reviewer");
+            eprintln!(
+                "countersign: denied by a reviewer{}",
+                denial_detail(&settled)
+            );
             Ok(EXIT_DENIED)
         }
         "expired" => {
@@ -120,13 +123,25 @@ fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key].as_str().unwrap_or("-")
 }
 
+/// ` (who: why)` of the vote that denied a settled request, or nothing if it has none.
+fn denial_detail(request: &Value) -> String {
+    let vote = request["votes"]
+        .as_array()
+        .and_then(|votes| votes.iter().rev().find(|v| v["decision"] == "deny"));
+    match vote {
+        Some(v) => format!(" ({}: {})", str_of(&v["voter"], "id"), str_of(v, "reason")),
+        None => String::new(),
+    }
+}
+
 fn denied(answer: &Value) -> i32 {
     eprintln!("countersign: denied: {}", str_of(answer, "reason"));
     EXIT_DENIED
 }
 
-/// Long-polls until the request settles, redrawing the progress line every second.
-async fn wait_for_settlement(client: &Client, id: &str, review_url: &str) -> Result<String> {
+/// Long-polls until the request settles, redrawing the progress line every second; answers
+/// the settled request.
+async fn wait_for_settlement(client: &Client, id: &str, review_url: &str) -> Result<Value> {
     let ticker = show_progress(review_url.to_owned());
     let result = loop {
         let body = match client
@@ -139,9 +154,8 @@ async fn wait_for_settlement(client: &Client, id: &str, review_url: &str) -> Res
             Ok(body) => body,
             Err(e) => break Err(e),
         };
-        let status = str_of(&body, "status");
-        if status != "pending" {
-            break Ok(status.to_owned());
+        if str_of(&body, "status") != "pending" {
+            break Ok(body);
         }
     };
     ticker.abort();

@@ -1,0 +1,775 @@
+//! End-to-end tests of the `countersign` binary, driven the way a user drives it: a real
+//! gateway process per test (its own temporary directory and port), and the client commands
+//! run as separate processes against it.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+const AGENT_TOKEN: &str = "test-agent-token-0123456789";
+const ALICE_TOKEN: &str = "test-alice-token-0123456789";
+const BOB_TOKEN: &str = "test-bob-token-0123456789";
+
+/// How long any single step (startup, a command, a state change) may take.
+const STEP: Duration = Duration::from_secs(15);
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+// ---------------------------------------------------------------------------------------------
+
+/// A child process whose output is collected in the background; killed when dropped.
+struct Proc {
+    what: String,
+    child: Child,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+/// The result of a finished process.
+struct Output {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Output {
+    fn describe(&self) -> String {
+        format!(
+            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+fn collect(stream: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
+    thread::spawn(move || {
+        let mut stream = stream;
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            into.lock()
+                .expect("output lock")
+                .extend_from_slice(&buf[..n]);
+        }
+    })
+}
+
+impl Proc {
+    fn spawn(what: impl Into<String>, command: &mut Command) -> Proc {
+        let what = what.into();
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let readers = vec![
+            collect(child.stdout.take().expect("stdout"), stdout.clone()),
+            collect(child.stderr.take().expect("stderr"), stderr.clone()),
+        ];
+        Proc {
+            what,
+            child,
+            stdout,
+            stderr,
+            readers,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.stdout.lock().expect("output lock")).into_owned()
+    }
+
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().expect("output lock")).into_owned()
+    }
+
+    /// The exit code if the process has ended.
+    fn exited(&mut self) -> Option<Option<i32>> {
+        self.child
+            .try_wait()
+            .unwrap_or_else(|e| panic!("cannot poll {}: {e}", self.what))
+            .map(|s| s.code())
+    }
+
+    fn finished(&mut self, code: Option<i32>) -> Output {
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        Output {
+            code,
+            stdout: self.stdout(),
+            stderr: self.stderr(),
+        }
+    }
+
+    /// Waits for the process to end; panics (and kills it) after `timeout`.
+    fn wait(mut self, timeout: Duration) -> Output {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(code) = self.exited() {
+                return self.finished(code);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let out = self.finished(None);
+                panic!(
+                    "{} did not finish within {timeout:?}\n{}",
+                    self.what,
+                    out.describe()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn bin() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_countersign"));
+    for var in ["COUNTERSIGN_URL", "COUNTERSIGN_TOKEN", "COUNTERSIGN_LOG"] {
+        command.env_remove(var);
+    }
+    command.env("NO_COLOR", "1");
+    command
+}
+
+/// Runs `countersign ARGS…` in `cwd` (as `token`, if any) to completion.
+fn cli(cwd: &Path, token: Option<&str>, args: &[&str]) -> Output {
+    let mut command = bin();
+    command.current_dir(cwd).args(args);
+    if let Some(token) = token {
+        command.env("COUNTERSIGN_TOKEN", token);
+    }
+    Proc::spawn(format!("countersign {}", args.join(" ")), &mut command).wait(STEP)
+}
+
+/// Runs `countersign ARGS…` and expects exit code 0.
+fn cli_ok(cwd: &Path, token: Option<&str>, args: &[&str]) -> Output {
+    let out = cli(cwd, token, args);
+    assert_eq!(
+        out.code,
+        Some(0),
+        "countersign {} failed\n{}",
+        args.join(" "),
+        out.describe()
+    );
+    out
+}
+
+/// Polls `check` every 50 ms until it answers `Some`, panicking with `what` after `timeout`.
+fn poll<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP (a minimal client over std, enough for /readyz and /v1/policies)
+// ---------------------------------------------------------------------------------------------
+
+/// `GET path` on the gateway at `port`; the status and the body, or `None` if unreachable.
+fn http_get(port: u16, path: &str, token: Option<&str>) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_owned()))
+}
+
+/// The policy set the gateway has in force, from `GET /v1/policies`.
+fn policies(port: u16) -> Value {
+    let (status, body) = http_get(port, "/v1/policies", Some(AGENT_TOKEN))
+        .expect("the gateway does not answer GET /v1/policies");
+    assert_eq!(status, 200, "GET /v1/policies: {body}");
+    serde_json::from_str(&body).expect("GET /v1/policies is not JSON")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("no free local port")
+        .port()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gateways
+// ---------------------------------------------------------------------------------------------
+
+struct Gateway {
+    proc: Proc,
+    port: u16,
+}
+
+impl Gateway {
+    /// Starts `countersign serve ARGS…` in `cwd` and waits until `/readyz` answers 200.
+    /// `None` if it exited before becoming ready (the output is in the error).
+    fn try_start(cwd: &Path, args: &[&str], port: u16) -> Result<Gateway, Output> {
+        let mut command = bin();
+        command.current_dir(cwd).arg("serve").args(args);
+        let mut proc = Proc::spawn(
+            format!("countersign serve {}", args.join(" ")),
+            &mut command,
+        );
+        let deadline = Instant::now() + STEP;
+        loop {
+            if let Some(code) = proc.exited() {
+                return Err(proc.finished(code));
+            }
+            if let Some((200, _)) = http_get(port, "/readyz", None) {
+                return Ok(Gateway { proc, port });
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the gateway was not ready on port {port} within {STEP:?}\n--- stderr\n{}",
+                proc.stderr()
+            );
+            thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// A gateway from a config file in a fresh temporary directory: our three principals,
+    /// SQLite in that directory, and `policy_dir` (else the embedded example policies).
+    fn configured(dir: &Path, policy_dir: Option<&Path>) -> Gateway {
+        // A free port can be taken between probing and binding; try a few.
+        let mut last = None;
+        for _ in 0..3 {
+            let port = free_port();
+            let config = write_config(dir, port, policy_dir);
+            match Gateway::try_start(dir, &["--config", config.to_str().expect("utf-8")], port) {
+                Ok(gateway) => return gateway,
+                Err(out) if out.stderr.contains("cannot listen") => last = Some(out),
+                Err(out) => panic!("the gateway exited at start\n{}", out.describe()),
+            }
+        }
+        panic!(
+            "the gateway could not bind a port\n{}",
+            last.expect("attempted").describe()
+        );
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+fn sha256_hex(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn write_config(dir: &Path, port: u16, policy_dir: Option<&Path>) -> PathBuf {
+    let db = dir.join("db.sqlite");
+    let policy = policy_dir
+        .map(|d| format!("[policy]\ndir = {:?}\n", d.display().to_string()))
+        .unwrap_or_default();
+    let text = format!(
+        r#"[server]
+listen = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}"
+
+[store]
+url = "sqlite://{db}"
+
+{policy}
+[[principals]]
+kind = "agent"
+id = "ci-agent"
+groups = ["agents"]
+token_sha256 = "{agent}"
+
+[[principals]]
+kind = "user"
+id = "alice@example.com"
+groups = ["reviewers", "admins"]
+token_sha256 = "{alice}"
+
+[[principals]]
+kind = "user"
+id = "bob@example.com"
+groups = ["reviewers"]
+token_sha256 = "{bob}"
+"#,
+        db = db.display(),
+        agent = sha256_hex(AGENT_TOKEN),
+        alice = sha256_hex(ALICE_TOKEN),
+        bob = sha256_hex(BOB_TOKEN),
+    );
+    let path = dir.join("countersign.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temporary directory")
+}
+
+/// Starts `countersign exec` as the agent in the background.
+fn exec_in_background(cwd: &Path, server: Option<&str>, args: &[&str]) -> Proc {
+    let mut command = bin();
+    command
+        .current_dir(cwd)
+        .env("COUNTERSIGN_TOKEN", AGENT_TOKEN)
+        .arg("exec")
+        .args(args);
+    if let Some(server) = server {
+        command.env("COUNTERSIGN_URL", server);
+    }
+    Proc::spawn(format!("countersign exec {}", args.join(" ")), &mut command)
+}
+
+/// Waits until `reviewer` sees a pending request from `agent_id` (while `exec` still waits)
+/// and answers its id.
+fn pending_request_id(
+    cwd: &Path,
+    server: Option<&str>,
+    reviewer: &str,
+    agent_id: &str,
+    exec: &mut Proc,
+) -> String {
+    let mut args = vec!["requests", "--json"];
+    if let Some(server) = server {
+        args.extend(["--server", server]);
+    }
+    poll("the pending request to be listed", STEP, || {
+        if let Some(code) = exec.exited() {
+            let out = exec.finished(code);
+            panic!("exec ended before approval\n{}", out.describe());
+        }
+        let out = cli_ok(cwd, Some(reviewer), &args);
+        let listed: Value = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("requests --json is not JSON ({e}): {}", out.stdout));
+        listed["requests"]
+            .as_array()
+            .expect("requests array")
+            .iter()
+            .find(|r| r["principal"]["id"] == agent_id && r["status"] == "pending")
+            .map(|r| r["id"].as_str().expect("request id").to_owned())
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+/// The development tokens the no-config banner prints, as `(kind, id, token)`.
+fn banner_tokens(stderr: &str) -> Vec<(String, String, String)> {
+    stderr
+        .lines()
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let (first, last) = (words.first()?, words.last()?);
+            let token = last.strip_prefix("token=")?;
+            (matches!(*first, "agent" | "user") && words.len() >= 3)
+                .then(|| (first.to_string(), words[1].to_string(), token.to_string()))
+        })
+        .collect()
+}
+
+fn token_of(tokens: &[(String, String, String)], id: &str) -> String {
+    tokens
+        .iter()
+        .find(|(_, i, _)| i == id)
+        .map(|(_, _, t)| t.clone())
+        .unwrap_or_else(|| panic!("no development token for {id} in {tokens:?}"))
+}
+
+/// Starts the no-config gateway (the only test on the fixed port 8480) and reads its tokens.
+fn start_quick_start(cwd: &Path) -> (Gateway, Vec<(String, String, String)>) {
+    const PORT: u16 = 8480;
+    if let Err(e) = TcpListener::bind(("127.0.0.1", PORT)) {
+        panic!("port {PORT} is in use ({e}); the quick-start test needs it free");
+    }
+    let gateway = Gateway::try_start(cwd, &[], PORT)
+        .unwrap_or_else(|out| panic!("`countersign serve` exited\n{}", out.describe()));
+    // Ready implies the banner was written; give the reader thread a moment to see it.
+    let tokens = poll("the development token banner", STEP, || {
+        let tokens = banner_tokens(&gateway.proc.stderr());
+        (tokens.len() == 3).then_some(tokens)
+    });
+    (gateway, tokens)
+}
+
+#[test]
+fn quick_start_without_config() {
+    let cwd = temp_dir();
+    let cwd = cwd.path();
+    let (gateway, tokens) = start_quick_start(cwd);
+    let kinds: Vec<(&str, &str)> = tokens
+        .iter()
+        .map(|(k, i, _)| (k.as_str(), i.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("agent", "demo-agent"),
+            ("user", "alice@example.com"),
+            ("user", "bob@example.com")
+        ]
+    );
+    let agent = token_of(&tokens, "demo-agent");
+    let alice = token_of(&tokens, "alice@example.com");
+    let bob = token_of(&tokens, "bob@example.com");
+
+    let token_file = cwd.join(".countersign/dev-tokens.toml");
+    let meta = std::fs::metadata(&token_file).expect(".countersign/dev-tokens.toml is missing");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o600,
+            "dev-tokens.toml must be readable by its owner only"
+        );
+    }
+
+    // The agent asks; two reviewers approve; the command runs with its exit status.
+    let mut command = bin();
+    command
+        .current_dir(cwd)
+        .env("COUNTERSIGN_TOKEN", &agent)
+        .args([
+            "exec",
+            "--action",
+            "exec",
+            "--resource",
+            r#"Host::"build-1""#,
+            "--reason",
+            "smoke",
+            "--",
+            "sh",
+            "-c",
+            "echo ran; exit 7",
+        ]);
+    let mut exec = Proc::spawn("countersign exec (quick start)", &mut command);
+    let id = pending_request_id(cwd, None, &alice, "demo-agent", &mut exec);
+
+    let own = cli(cwd, Some(&agent), &["approve", &id, "--reason", "ok"]);
+    assert_ne!(
+        own.code,
+        Some(0),
+        "self-approval succeeded\n{}",
+        own.describe()
+    );
+    assert!(
+        own.stderr.contains("self_approval"),
+        "self-approval refusal does not say why\n{}",
+        own.describe()
+    );
+
+    cli_ok(cwd, Some(&alice), &["approve", &id, "--reason", "ok"]);
+    assert!(
+        exec.exited().is_none(),
+        "exec ran after one approval of two\n{}",
+        exec.stderr()
+    );
+    let second = cli_ok(cwd, Some(&bob), &["approve", &id, "--reason", "ok"]);
+    assert!(second.stdout.contains("approved"), "{}", second.describe());
+
+    let out = exec.wait(STEP);
+    assert_eq!(
+        out.code,
+        Some(7),
+        "exit status not passed through\n{}",
+        out.describe()
+    );
+    assert!(out.stdout.contains("ran"), "{}", out.describe());
+
+    // A restart in the same directory reuses the tokens and remembers the request.
+    drop(gateway);
+    let (gateway, again) = start_quick_start(cwd);
+    assert_eq!(
+        again, tokens,
+        "restart printed different development tokens"
+    );
+    let approved = cli_ok(
+        cwd,
+        Some(&alice),
+        &["requests", "--status", "approved", "--json"],
+    );
+    assert!(approved.stdout.contains(&id), "{}", approved.describe());
+    drop(gateway);
+}
+
+#[test]
+fn denied_request_does_not_run() {
+    let dir = temp_dir();
+    let dir = dir.path();
+    let gateway = Gateway::configured(dir, None);
+    let url = gateway.url();
+    let marker = dir.join("ran.marker");
+    let script = format!("touch '{}'", marker.display());
+    let mut exec = exec_in_background(
+        dir,
+        Some(&url),
+        &[
+            "--action",
+            "exec",
+            "--resource",
+            r#"Host::"build-1""#,
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
+    let id = pending_request_id(dir, Some(&url), BOB_TOKEN, "ci-agent", &mut exec);
+    let config = dir.join("countersign.toml");
+    let config = config.to_str().expect("utf-8");
+    // Client commands find the gateway through --config as well.
+    let vote = cli_ok(
+        dir,
+        Some(BOB_TOKEN),
+        &["deny", &id, "--reason", "not today", "--config", config],
+    );
+    assert!(vote.stdout.contains("denied"), "{}", vote.describe());
+
+    let out = exec.wait(STEP);
+    assert_eq!(
+        out.code,
+        Some(3),
+        "a denied exec must exit 3\n{}",
+        out.describe()
+    );
+    assert!(out.stderr.contains("denied"), "{}", out.describe());
+    assert!(
+        out.stderr.contains("bob@example.com: not today"),
+        "the reviewer and reason are not shown\n{}",
+        out.describe()
+    );
+    assert!(!marker.exists(), "the denied command ran");
+}
+
+#[test]
+fn policy_check() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies");
+    let examples = examples.to_str().expect("utf-8");
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = cli_ok(here, None, &["policy", "check", examples]);
+    assert!(out.stdout.starts_with("ok:"), "{}", out.describe());
+
+    let dir = temp_dir();
+    let broken = dir.path().join("broken.cedar");
+    std::fs::write(
+        &broken,
+        "// a policy with a syntax error\n@id(\"x\")\npermit (principal, action, resource)\nwhen { resource.classification == };\n",
+    )
+    .expect("write policy");
+    let out = cli(
+        here,
+        None,
+        &["policy", "check", dir.path().to_str().expect("utf-8")],
+    );
+    assert_eq!(out.code, Some(1), "{}", out.describe());
+    assert!(
+        out.stderr.contains("broken.cedar:4"),
+        "the error must name the file and line\n{}",
+        out.describe()
+    );
+
+    let missing = dir.path().join("no-such-dir");
+    let out = cli(
+        here,
+        None,
+        &["policy", "check", missing.to_str().expect("utf-8")],
+    );
+    assert!(
+        !matches!(out.code, Some(0) | None),
+        "a missing directory must fail\n{}",
+        out.describe()
+    );
+    assert!(out.stderr.contains("no-such-dir"), "{}", out.describe());
+}
+
+#[test]
+fn config_errors_stop_serve() {
+    let cases = [
+        (
+            "malformed token_sha256",
+            "token_sha256 = \"not-hex\"",
+            "token_sha256",
+        ),
+        ("unknown key", "colour = \"blue\"", "colour"),
+    ];
+    for (case, line, expected) in cases {
+        let dir = temp_dir();
+        let port = free_port();
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n\n\
+             [store]\nurl = \"sqlite://{db}\"\n\n\
+             [[principals]]\nkind = \"agent\"\nid = \"ci-agent\"\n{token}{line}\n",
+            db = dir.path().join("db.sqlite").display(),
+            token = if line.starts_with("token_sha256") {
+                String::new()
+            } else {
+                format!("token_sha256 = \"{}\"\n", sha256_hex(AGENT_TOKEN))
+            },
+        );
+        let config = dir.path().join("countersign.toml");
+        std::fs::write(&config, text).expect("write config");
+        let mut command = bin();
+        command.current_dir(dir.path()).args([
+            "serve",
+            "--config",
+            config.to_str().expect("utf-8"),
+        ]);
+        let out = Proc::spawn(format!("countersign serve ({case})"), &mut command)
+            .wait(Duration::from_secs(10));
+        assert!(
+            !matches!(out.code, Some(0) | None),
+            "{case}: serve must fail\n{}",
+            out.describe()
+        );
+        assert!(
+            out.stderr.contains(expected),
+            "{case}: the error must name `{expected}`\n{}",
+            out.describe()
+        );
+    }
+}
+
+#[test]
+fn exec_refusals() {
+    let dir = temp_dir();
+    let dir = dir.path();
+    let gateway = Gateway::configured(dir, None);
+    let url = gateway.url();
+    let marker = dir.join("ran.marker");
+    let marker = marker.to_str().expect("utf-8");
+    let exec = |token: Option<&str>, action: &str, resource: &str| {
+        cli(
+            dir,
+            token,
+            &[
+                "exec",
+                "--server",
+                &url,
+                "--action",
+                action,
+                "--resource",
+                resource,
+                "--",
+                "touch",
+                marker,
+            ],
+        )
+    };
+
+    let out = exec(Some(AGENT_TOKEN), "http.request", r#"Endpoint::"x""#);
+    assert_eq!(
+        out.code,
+        Some(3),
+        "default deny must exit 3\n{}",
+        out.describe()
+    );
+    assert!(out.stderr.contains("denied"), "{}", out.describe());
+
+    let out = exec(Some(AGENT_TOKEN), "no.such.action", r#"Host::"build-1""#);
+    assert_eq!(out.code, Some(2), "{}", out.describe());
+    assert!(out.stderr.contains("unknown_action"), "{}", out.describe());
+
+    let out = exec(None, "exec", r#"Host::"build-1""#);
+    assert_eq!(out.code, Some(2), "{}", out.describe());
+    assert!(out.stderr.contains("token"), "{}", out.describe());
+
+    assert!(!Path::new(marker).exists(), "a refused command ran");
+}
+
+#[test]
+fn sighup_reloads_policies() {
+    let dir = temp_dir();
+    let dir = dir.path();
+    let policy_dir = dir.join("policies");
+    std::fs::create_dir(&policy_dir).expect("policy dir");
+    let first = "@id(\"exec-needs-review\")\n@approval(\"reviewers\")\n\
+                 permit (principal in Group::\"agents\", action == Action::\"exec\", resource is Host);\n";
+    std::fs::write(policy_dir.join("main.cedar"), first).expect("write policy");
+    let gateway = Gateway::configured(dir, Some(&policy_dir));
+    let hup = || {
+        let status = Command::new("kill")
+            .args(["-HUP", &gateway.proc.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -HUP failed");
+    };
+
+    let v1 = policies(gateway.port);
+    assert_eq!(v1["policy_ids"], serde_json::json!(["exec-needs-review"]));
+    let v1 = v1["version"].as_str().expect("version").to_owned();
+
+    let second = format!(
+        "{first}\n@id(\"agents-read\")\npermit (principal in Group::\"agents\", action == Action::\"db.read\", resource);\n"
+    );
+    std::fs::write(policy_dir.join("main.cedar"), second).expect("write policy");
+    hup();
+    let v2 = poll("the reloaded policy version", STEP, || {
+        let p = policies(gateway.port);
+        (p["version"] != v1.as_str()).then_some(p)
+    });
+    assert_eq!(v2["policy_count"], 2, "{v2}");
+    let v2 = v2["version"].as_str().expect("version").to_owned();
+
+    std::fs::write(
+        policy_dir.join("broken.cedar"),
+        "permit (principal, action, resource\n",
+    )
+    .expect("write policy");
+    hup();
+    poll("the refused reload to be logged", STEP, || {
+        gateway
+            .proc
+            .stderr()
+            .contains("reload on SIGHUP refused")
+            .then_some(())
+    });
+    assert_eq!(
+        policies(gateway.port)["version"],
+        v2.as_str(),
+        "a broken policy set replaced the working one"
+    );
+    assert!(
+        matches!(http_get(gateway.port, "/readyz", None), Some((200, _))),
+        "the gateway stopped answering after a refused reload"
+    );
+}
