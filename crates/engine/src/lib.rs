@@ -276,8 +276,16 @@ impl Engine {
             .entry(id.to_owned())
             .or_insert_with(|| watch::channel(RequestStatus::Pending).0)
             .subscribe();
-        let request = self.request(id).await?;
+        let request = match self.request(id).await {
+            Ok(r) => r,
+            Err(e) => {
+                drop(rx);
+                self.forget_watcher(id);
+                return Err(e);
+            }
+        };
         if request.status.is_settled() || timeout.is_zero() {
+            drop(rx);
             self.forget_watcher(id);
             return Ok(request);
         }

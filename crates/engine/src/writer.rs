@@ -17,7 +17,7 @@ use crate::audit::{attempt_event, request_event};
 use countersign_audit::{AuditEvent, ChainHead, EventKind, link};
 use countersign_core::{
     ApprovalRequest, Attempt, Grant, GrantShape, GrantStatus, PayloadDigest, Principal,
-    PrincipalRef, RequestStatus, Timestamp, Verdict, Vote, VoteOutcome,
+    PrincipalRef, RequestStatus, Timestamp, Verdict, Vote, VoteError, VoteOutcome,
 };
 use countersign_store::{Store, StoreTx};
 use tokio::sync::{mpsc, oneshot};
@@ -273,15 +273,12 @@ async fn execute(
             vote,
             grant_id,
             reply,
-        } => {
-            let r = cast_vote(w, &voter, &request_id, vote, grant_id, now, fx).await;
-            // A refused vote keeps its `vote.refused` event; only store failures undo.
-            let failed = matches!(
-                r,
-                Err(EngineError::Store(_)) | Err(EngineError::RequestNotFound(_))
-            );
-            (Done::Request(reply, r), failed)
-        }
+        } => match cast_vote(w, &voter, &request_id, vote, grant_id, now, fx).await {
+            // A refused vote keeps its `vote.refused` event: the refusal is committed.
+            Ok(Err(refusal)) => (Done::Request(reply, Err(EngineError::Vote(refusal))), false),
+            Ok(Ok(request)) => (Done::Request(reply, Ok(request)), false),
+            Err(e) => (Done::Request(reply, Err(e)), true),
+        },
         Job::Cancel {
             by,
             by_admin,
@@ -418,6 +415,8 @@ async fn load_request(w: &mut Writer<'_>, id: &str) -> Result<ApprovalRequest, E
         .ok_or_else(|| EngineError::RequestNotFound(id.to_owned()))
 }
 
+/// Applies a vote. The outer error undoes the job; the inner one is a refusal by the rules,
+/// which is logged as `vote.refused` and committed.
 async fn cast_vote(
     w: &mut Writer<'_>,
     voter: &Principal,
@@ -426,7 +425,7 @@ async fn cast_vote(
     grant_id: String,
     now: Timestamp,
     fx: &mut Vec<Effect>,
-) -> Result<ApprovalRequest, EngineError> {
+) -> Result<Result<ApprovalRequest, VoteError>, EngineError> {
     let mut request = load_request(w, request_id).await?;
     let mut event = request_event(EventKind::VoteCast, &request, now);
     event.actor = Some(voter.reference());
@@ -439,7 +438,7 @@ async fn cast_vote(
             event.kind = EventKind::VoteRefused;
             event.outcome = Some(refusal.to_string());
             w.append(&event).await?;
-            Err(EngineError::Vote(refusal))
+            Ok(Err(refusal))
         }
         Ok(outcome) => {
             w.tx.insert_vote(request_id, &vote).await?;
@@ -450,7 +449,7 @@ async fn cast_vote(
                     issue_grant(w, &request, grant_id, now, fx).await?;
                 }
             }
-            Ok(request)
+            Ok(Ok(request))
         }
     }
 }
@@ -470,10 +469,11 @@ async fn settle(
         .settle_request(&request.id, status, now, cancelled_by)
         .await?
     {
-        let current = load_request(w, &request.id).await?;
-        return Err(EngineError::Vote(
-            countersign_core::VoteError::AlreadySettled(current.status),
-        ));
+        // Only the writer settles requests, so this means the store changed underneath it.
+        return Err(EngineError::NotRecorded(format!(
+            "request {} was settled by someone else",
+            request.id
+        )));
     }
     let mut event = request_event(EventKind::RequestSettled, request, now);
     event.actor = actor;
