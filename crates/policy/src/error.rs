@@ -14,9 +14,9 @@ pub enum PolicyLoadError {
         #[source]
         source: std::io::Error,
     },
-    /// No `*.cedar` file was found. A gateway without policies would deny everything, which is
-    /// almost always a wrong `[policy] dir`, so it is refused rather than loaded.
-    #[error("{origin}: no *.cedar policy files found")]
+    /// No `*.cedar` file, or none holding a policy. A gateway without policies would deny
+    /// everything, which is almost always a wrong `[policy] dir`, so it is refused.
+    #[error("{origin}: no policies found (no *.cedar file holds a policy)")]
     NoPolicies { origin: String },
     /// One or more files are broken; every problem found is listed.
     #[error("{}", Problems(.0))]
@@ -165,12 +165,27 @@ mod tests {
     #[test]
     fn offsets_become_lines_and_columns() {
         let text = "ab\ncdé\nf";
-        assert_eq!(Position::of_offset(text, 0), Position { line: 1, column: 1 });
-        assert_eq!(Position::of_offset(text, 3), Position { line: 2, column: 1 });
+        assert_eq!(
+            Position::of_offset(text, 0),
+            Position { line: 1, column: 1 }
+        );
+        assert_eq!(
+            Position::of_offset(text, 3),
+            Position { line: 2, column: 1 }
+        );
         // `é` is two bytes: the column counts characters.
-        assert_eq!(Position::of_offset(text, 7), Position { line: 2, column: 4 });
-        assert_eq!(Position::of_offset(text, 6), Position { line: 2, column: 3 });
-        assert_eq!(Position::of_offset(text, 99), Position { line: 3, column: 2 });
+        assert_eq!(
+            Position::of_offset(text, 7),
+            Position { line: 2, column: 4 }
+        );
+        assert_eq!(
+            Position::of_offset(text, 6),
+            Position { line: 2, column: 3 }
+        );
+        assert_eq!(
+            Position::of_offset(text, 99),
+            Position { line: 3, column: 2 }
+        );
     }
 
     #[test]

@@ -1,0 +1,9 @@
+//! Integration tests of countersign-policy: loading, evaluation, schema extensions and the
+//! example policies. One test binary, so the slow-to-link Cedar crate is linked once.
+
+mod common;
+mod differential;
+mod evaluate;
+mod examples;
+mod extension;
+mod load;
