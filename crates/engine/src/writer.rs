@@ -10,11 +10,14 @@
 //! A job that changes state runs under a savepoint, so a refused or failed job is undone alone.
 //! A job that only appends an audit event does not (the savepoint would cost more than the
 //! insert); if such an insert fails the whole batch is rolled back and every caller in it is
-//! answered with the error, which the decision path turns into a deny.
+//! answered with the error, which the decision path turns into a deny. Those events are linked
+//! into the chain at once but inserted together, in multi-row statements, just before the next
+//! state-changing job and before the commit: a round trip to the database per event was what
+//! limited the decisions a batch could take.
 
 use crate::EngineError;
 use crate::audit::{attempt_event, request_event};
-use countersign_audit::{AuditEvent, ChainHead, EventKind, link};
+use countersign_audit::{AuditEvent, AuditRecord, ChainHead, EventKind, link};
 use countersign_core::{
     ApprovalRequest, Attempt, Grant, GrantShape, GrantStatus, PayloadDigest, Principal,
     PrincipalRef, RequestStatus, Timestamp, Verdict, Vote, VoteError, VoteOutcome,
@@ -217,22 +220,30 @@ async fn run_batch(
     effects: &mut Vec<Effect>,
 ) -> Result<(), EngineError> {
     let mut tx = store.begin().await?;
+    // Linked records of plain decisions not yet inserted, in chain order.
+    let mut unsaved: Vec<Unsaved> = Vec::new();
     // Oldest job last, so popping keeps arrival order and leaves the rest in `batch`.
     batch.reverse();
     while let Some(job) = batch.pop() {
         let now = now();
         let job = match job {
             Job::Decision(d, reply) if d.grant.is_none() && d.new_request.is_none() => {
-                let mut w = Writer {
-                    tx: &mut tx,
-                    head: &mut *head,
-                };
-                w.append(&attempt_event(&d, now)).await?;
+                let event = attempt_event(&d, now);
+                let (record, next) = link(*head, &event);
+                *head = next;
+                unsaved.push(Unsaved {
+                    record,
+                    kind: event.kind.as_str(),
+                    time: event.time,
+                    request_id: event.request_id,
+                    grant_id: event.grant_id,
+                });
                 done.push(Done::Decision(reply, Ok(Decided::Logged)));
                 continue;
             }
             job => job,
         };
+        insert_unsaved(&mut tx, &mut unsaved).await?;
         tx.savepoint().await?;
         let mark = *head;
         let mut fx = Vec::new();
@@ -250,7 +261,39 @@ async fn run_batch(
         }
         done.push(reply);
     }
+    insert_unsaved(&mut tx, &mut unsaved).await?;
     tx.commit().await?;
+    Ok(())
+}
+
+/// An audit record linked into the chain whose row is not yet inserted.
+struct Unsaved {
+    record: AuditRecord,
+    kind: &'static str,
+    time: Timestamp,
+    request_id: Option<String>,
+    grant_id: Option<String>,
+}
+
+/// Inserts the records of `unsaved` (in order) and empties it. Failure fails the whole batch.
+async fn insert_unsaved(tx: &mut StoreTx, unsaved: &mut Vec<Unsaved>) -> Result<(), EngineError> {
+    if unsaved.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<_> = unsaved
+        .iter()
+        .map(|u| {
+            (
+                &u.record,
+                u.kind,
+                u.time,
+                u.request_id.as_deref(),
+                u.grant_id.as_deref(),
+            )
+        })
+        .collect();
+    tx.append_audits(&rows).await?;
+    unsaved.clear();
     Ok(())
 }
 
@@ -618,4 +661,85 @@ fn grant_event(kind: EventKind, grant: &Grant, now: Timestamp) -> AuditEvent {
     event.grant_id = Some(grant.id.clone());
     event.outcome = Some(grant.status.as_str().to_owned());
     event
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{CheckOutcome, Engine, EngineConfig};
+    use countersign_audit::verify_chain;
+    use countersign_core::{Action, Attempt, Principal, PrincipalKind, Resource};
+    use countersign_policy::LoadedPolicies;
+    use countersign_store::testing::TestDb;
+    use countersign_store::{Backend, Store};
+
+    /// Plain decisions (whose events are inserted together) interleaved with held ones (which
+    /// run under savepoints) in the same batches: every event lands, in one unbroken chain.
+    async fn mixed_batches_keep_one_chain(backend: Backend) {
+        let db = TestDb::new(backend).await;
+        let store = Store::open(&db.url).await.expect("store");
+        let engine = Engine::start(
+            store,
+            LoadedPolicies::examples().expect("policies"),
+            EngineConfig {
+                public_url: "http://x".into(),
+            },
+        )
+        .await
+        .expect("engine");
+        let agent = Principal::new(PrincipalKind::Agent, "etl", ["agents"]);
+        let tasks: Vec<_> = (0..300)
+            .map(|i| {
+                let (engine, agent) = (engine.clone(), agent.clone());
+                tokio::spawn(async move {
+                    let (action, payload) = if i % 7 == 0 {
+                        ("db.export", format!("COPY t{i} TO STDOUT"))
+                    } else {
+                        ("db.read", format!("SELECT {i}"))
+                    };
+                    let attempt = Attempt {
+                        principal: agent.reference(),
+                        on_behalf_of: None,
+                        action: Action::parse(action).expect("action"),
+                        resources: vec![Resource::new("Database", "prod")],
+                        payload: serde_json::json!(payload),
+                        justification: None,
+                        context: Default::default(),
+                    };
+                    engine.check(&agent, attempt, "api").await
+                })
+            })
+            .collect();
+        let (mut allowed, mut held) = (0, 0);
+        for t in tasks {
+            match t.await.expect("task") {
+                CheckOutcome::Allow { .. } => allowed += 1,
+                CheckOutcome::Pending { .. } => held += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!((allowed, held), (257, 43));
+        let records = engine.audit_records(0, 10_000).await.expect("records");
+        let head = verify_chain(&records).expect("one unbroken chain");
+        assert_eq!(head, engine.audit_head().await.expect("head"));
+        let count = |kind: &str| {
+            let needle = format!("\"kind\":\"{kind}\"");
+            records
+                .iter()
+                .filter(|r| r.event_json.contains(&needle))
+                .count()
+        };
+        assert_eq!(count("attempt"), 300);
+        assert_eq!(count("request.created"), 43);
+        assert_eq!(records.len(), 1 + 300 + 43);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mixed_batches_keep_one_chain_sqlite() {
+        mixed_batches_keep_one_chain(Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mixed_batches_keep_one_chain_postgres() {
+        mixed_batches_keep_one_chain(Backend::Postgres).await;
+    }
 }

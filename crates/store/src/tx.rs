@@ -9,6 +9,73 @@ use countersign_core::{
 };
 use sqlx::{Any, Transaction};
 
+/// One audit row for [`StoreTx::append_audits`]: `(record, kind, time, request_id, grant_id)`.
+pub type AuditRow<'a> = (
+    &'a AuditRecord,
+    &'a str,
+    Timestamp,
+    Option<&'a str>,
+    Option<&'a str>,
+);
+
+/// Up to this many audit rows go in one `INSERT` of exactly that many rows; larger sets are cut
+/// into chunks of `SMALL_INSERT_ROWS << k` rows first. So a typical batch costs one statement,
+/// any batch a handful, and there are at most 67 distinct statements (prepared once each).
+const SMALL_INSERT_ROWS: usize = 64;
+
+/// Most audit rows in one `INSERT`: 8 bound parameters each, far below SQLite's limit of 32766
+/// and PostgreSQL's of 65535 parameters per statement.
+const MAX_INSERT_ROWS: usize = 512;
+
+/// How many of `remaining` rows the next `INSERT` takes.
+fn audit_chunk(remaining: usize) -> usize {
+    if remaining <= SMALL_INSERT_ROWS {
+        remaining
+    } else {
+        // The largest `SMALL_INSERT_ROWS << k` not above `remaining`, capped.
+        let top = 1usize << (usize::BITS - 1 - remaining.leading_zeros());
+        top.clamp(SMALL_INSERT_ROWS, MAX_INSERT_ROWS)
+    }
+}
+
+/// `INSERT INTO audit_events … VALUES (…), (…), …` for `rows` rows, `rows` a size
+/// [`audit_chunk`] returns. Built once per size.
+fn audit_insert_sql(rows: usize) -> &'static str {
+    use std::sync::OnceLock;
+    const LARGE: usize = (MAX_INSERT_ROWS / SMALL_INSERT_ROWS).trailing_zeros() as usize;
+    static SMALL: [OnceLock<String>; SMALL_INSERT_ROWS] =
+        [const { OnceLock::new() }; SMALL_INSERT_ROWS];
+    static BIG: [OnceLock<String>; LARGE] = [const { OnceLock::new() }; LARGE];
+    let slot = if rows <= SMALL_INSERT_ROWS {
+        &SMALL[rows - 1]
+    } else {
+        debug_assert!(rows.is_power_of_two() && rows <= MAX_INSERT_ROWS);
+        &BIG[(rows / SMALL_INSERT_ROWS).trailing_zeros() as usize - 1]
+    };
+    let sql = slot.get_or_init(|| {
+        use std::fmt::Write;
+        let mut sql = String::with_capacity(96 + rows * 48);
+        sql.push_str(
+            "INSERT INTO audit_events (seq, time, kind, request_id, grant_id, event, prev_hash, hash) VALUES ",
+        );
+        for row in 0..rows {
+            if row > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            for col in 1..=8 {
+                if col > 1 {
+                    sql.push_str(", ");
+                }
+                let _ = write!(sql, "${}", row * 8 + col);
+            }
+            sql.push(')');
+        }
+        sql
+    });
+    sql.as_str()
+}
+
 /// An open write transaction. Dropping it without [`StoreTx::commit`] rolls everything back.
 #[derive(Debug)]
 pub struct StoreTx {
@@ -224,20 +291,35 @@ impl StoreTx {
         request_id: Option<&str>,
         grant_id: Option<&str>,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO audit_events (seq, time, kind, request_id, grant_id, event, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(codec::seq_to_db(record.seq)?)
-        .bind(time.millis())
-        .bind(kind)
-        .bind(request_id)
-        .bind(grant_id)
-        .bind(&record.event_json)
-        .bind(hex::encode(record.prev_hash))
-        .bind(hex::encode(record.hash))
-        .execute(&mut *self.tx)
-        .await?;
+        self.append_audits(&[(record, kind, time, request_id, grant_id)])
+            .await
+    }
+
+    /// Appends several audit records, in the order given, each row being
+    /// `(record, kind, time, request_id, grant_id)` as for [`StoreTx::append_audit`].
+    ///
+    /// A batch of rows costs one statement up to 64 rows and a few beyond (see [`audit_chunk`]),
+    /// rather than one round trip to the database per event.
+    pub async fn append_audits(&mut self, rows: &[AuditRow<'_>]) -> Result<()> {
+        let mut rest = rows;
+        while !rest.is_empty() {
+            let n = audit_chunk(rest.len());
+            let (chunk, tail) = rest.split_at(n);
+            let mut query = sqlx::query(audit_insert_sql(n));
+            for &(record, kind, time, request_id, grant_id) in chunk {
+                query = query
+                    .bind(codec::seq_to_db(record.seq)?)
+                    .bind(time.millis())
+                    .bind(kind)
+                    .bind(request_id)
+                    .bind(grant_id)
+                    .bind(record.event_json.as_str())
+                    .bind(hex::encode(record.prev_hash))
+                    .bind(hex::encode(record.hash));
+            }
+            query.execute(&mut *self.tx).await?;
+            rest = tail;
+        }
         Ok(())
     }
 
@@ -266,5 +348,31 @@ impl StoreTx {
             .await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_inserts_cover_every_row_with_few_statements() {
+        for n in 1..=3000 {
+            let (mut left, mut statements) = (n, 0);
+            while left > 0 {
+                let take = audit_chunk(left);
+                assert!(take >= 1 && take <= left && take <= MAX_INSERT_ROWS, "{n}");
+                let sql = audit_insert_sql(take);
+                assert_eq!(sql.matches('(').count(), take + 1, "{n}");
+                assert!(sql.contains(&format!("${})", take * 8)), "{n}");
+                assert!(!sql.contains(&format!("${}", take * 8 + 1)), "{n}");
+                left -= take;
+                statements += 1;
+            }
+            if n <= SMALL_INSERT_ROWS {
+                assert_eq!(statements, 1, "{n}");
+            }
+            assert!(statements <= n / MAX_INSERT_ROWS + 4, "{n}: {statements}");
+        }
     }
 }
