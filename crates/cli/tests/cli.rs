@@ -1,6 +1,8 @@
 //! End-to-end tests of the `countersign` binary, driven the way a user drives it: a real
 //! gateway process per test (its own temporary directory and port), and the client commands
 //! run as separate processes against it.
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};

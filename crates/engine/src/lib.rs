@@ -243,7 +243,7 @@ impl Engine {
                 (Ok(Decided::Held(request)), verdict) => CheckOutcome::Pending {
                     review_url: self.review_url(&request.id),
                     reason: verdict.reason().to_owned(),
-                    request: Box::new(request),
+                    request,
                 },
                 (
                     Ok(Decided::Logged),

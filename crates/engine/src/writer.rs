@@ -49,7 +49,7 @@ pub(crate) struct DecisionJob {
 pub(crate) enum Decided {
     Logged,
     /// The approval request that holds the attempt (new, or the one already pending for it).
-    Held(ApprovalRequest),
+    Held(Box<ApprovalRequest>),
 }
 
 #[derive(Debug)]
@@ -141,48 +141,40 @@ pub(crate) async fn run(
     }
 }
 
-/// A job's reply, held until the batch commits.
-pub(crate) enum Done {
-    Decision(Reply<Decided>, Result<Decided, EngineError>),
-    Request(Reply<ApprovalRequest>, Result<ApprovalRequest, EngineError>),
-    Grant(Reply<Grant>, Result<Grant, EngineError>),
-    Unit(Reply<()>, Result<(), EngineError>),
-}
+/// A job's reply, held until the batch commits: sent as is, or replaced by the failure that
+/// kept the batch from committing.
+pub(crate) struct Done(Box<dyn FnOnce(Option<EngineError>) + Send>);
 
 impl Done {
-    fn send(self) {
-        // A caller that stopped waiting (a client that went away) is not an error.
-        match self {
-            Done::Decision(tx, r) => drop(tx.send(r)),
-            Done::Request(tx, r) => drop(tx.send(r)),
-            Done::Grant(tx, r) => drop(tx.send(r)),
-            Done::Unit(tx, r) => drop(tx.send(r)),
-        }
+    fn new<T: Send + 'static>(reply: Reply<T>, result: Result<T, EngineError>) -> Done {
+        Done(Box::new(move |failure| {
+            let result = match failure {
+                Some(e) => Err(e),
+                None => result,
+            };
+            // A caller that stopped waiting (a client that went away) is not an error.
+            let _ = reply.send(result);
+        }))
     }
-}
 
-impl Done {
-    /// Replaces the result with `e`: the batch did not commit.
+    fn send(self) {
+        (self.0)(None)
+    }
+
     fn fail(self, e: EngineError) {
-        let failed = match self {
-            Done::Decision(tx, _) => Done::Decision(tx, Err(e)),
-            Done::Request(tx, _) => Done::Request(tx, Err(e)),
-            Done::Grant(tx, _) => Done::Grant(tx, Err(e)),
-            Done::Unit(tx, _) => Done::Unit(tx, Err(e)),
-        };
-        failed.send();
+        (self.0)(Some(e))
     }
 }
 
 impl Job {
     fn fail(self, e: EngineError) {
-        let done = match self {
-            Job::Decision(_, tx) => Done::Decision(tx, Err(e)),
-            Job::Vote { reply, .. } | Job::Cancel { reply, .. } => Done::Request(reply, Err(e)),
-            Job::Revoke { reply, .. } => Done::Grant(reply, Err(e)),
-            Job::ExpireDue { reply } | Job::Event { reply, .. } => Done::Unit(reply, Err(e)),
-        };
-        done.send();
+        match self {
+            Job::Decision(_, tx) => Done::new(tx, Err(e)),
+            Job::Vote { reply, .. } | Job::Cancel { reply, .. } => Done::new(reply, Err(e)),
+            Job::Revoke { reply, .. } => Done::new(reply, Err(e)),
+            Job::ExpireDue { reply } | Job::Event { reply, .. } => Done::new(reply, Err(e)),
+        }
+        .send();
     }
 }
 
@@ -238,7 +230,7 @@ async fn run_batch(
                     request_id: event.request_id,
                     grant_id: event.grant_id,
                 });
-                done.push(Done::Decision(reply, Ok(Decided::Logged)));
+                done.push(Done::new(reply, Ok(Decided::Logged)));
                 continue;
             }
             job => job,
@@ -308,7 +300,7 @@ async fn execute(
         Job::Decision(d, reply) => {
             let r = decision(w, *d, now, fx).await;
             let failed = r.is_err();
-            (Done::Decision(reply, r), failed)
+            (Done::new(reply, r), failed)
         }
         Job::Vote {
             voter,
@@ -318,9 +310,9 @@ async fn execute(
             reply,
         } => match cast_vote(w, &voter, &request_id, vote, grant_id, now, fx).await {
             // A refused vote keeps its `vote.refused` event: the refusal is committed.
-            Ok(Err(refusal)) => (Done::Request(reply, Err(EngineError::Vote(refusal))), false),
-            Ok(Ok(request)) => (Done::Request(reply, Ok(request)), false),
-            Err(e) => (Done::Request(reply, Err(e)), true),
+            Ok(Err(refusal)) => (Done::new(reply, Err(EngineError::Vote(refusal))), false),
+            Ok(Ok(request)) => (Done::new(reply, Ok(request)), false),
+            Err(e) => (Done::new(reply, Err(e)), true),
         },
         Job::Cancel {
             by,
@@ -330,7 +322,7 @@ async fn execute(
         } => {
             let r = cancel(w, &by, by_admin, &request_id, now, fx).await;
             let failed = r.is_err();
-            (Done::Request(reply, r), failed)
+            (Done::new(reply, r), failed)
         }
         Job::Revoke {
             by,
@@ -340,12 +332,12 @@ async fn execute(
         } => {
             let r = revoke(w, &by, &grant_id, reason, now, fx).await;
             let failed = r.is_err();
-            (Done::Grant(reply, r), failed)
+            (Done::new(reply, r), failed)
         }
         Job::ExpireDue { reply } => {
             let r = expire_due(w, now, fx).await;
             let failed = r.is_err();
-            (Done::Unit(reply, r), failed)
+            (Done::new(reply, r), failed)
         }
         Job::Event {
             event,
@@ -360,7 +352,7 @@ async fn execute(
             }
             .await;
             let failed = r.is_err();
-            (Done::Unit(reply, r), failed)
+            (Done::new(reply, r), failed)
         }
     }
 }
@@ -449,7 +441,7 @@ async fn decision(
         ));
         w.append(&created).await?;
     }
-    Ok(Decided::Held(request))
+    Ok(Decided::Held(Box::new(request)))
 }
 
 async fn load_request(w: &mut Writer<'_>, id: &str) -> Result<ApprovalRequest, EngineError> {

@@ -1,5 +1,7 @@
 //! The engine end to end on both backends: decision order, votes, grants, expiry, wake-ups and
 //! failure handling.
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use countersign_audit::verify_chain;
 use countersign_core::{

@@ -2,6 +2,8 @@
 //! Cedar call (one unsliced policy set, schema-validated request and entities built per call).
 //!
 //! Run with `cargo bench -p countersign-policy`; prints median and p99 per decision.
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use cedar_policy::{
     Authorizer, Context, Entities, Entity, EntityUid, PolicySet, Request, RestrictedExpression,

@@ -1,5 +1,7 @@
 //! The HTTP API over real loopback HTTP, on both store backends: authentication, roles, every
 //! error code, self-approval by every route, long-poll, reload and failure handling.
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use countersign_core::{Principal, PrincipalKind};
 use countersign_engine::{Engine, EngineConfig};

@@ -1,4 +1,6 @@
 //! The store against both backends: SQLite in a temporary file and a fresh PostgreSQL database.
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use countersign_audit::{AuditEvent, ChainHead, EventKind, link, verify_chain};
 use countersign_core::{
