@@ -46,20 +46,7 @@ permit (principal, action == Action::"db.destructive", resource);
 forbid (principal, action == Action::"db.destructive", resource == Database::"prod");
 "#;
 
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-              async fn $name() { super::$name(countersign_store::Backend::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-              async fn $name() { super::$name(countersign_store::Backend::Postgres).await })*
-        }
-    };
-}
-
-both_backends!(
+countersign_store::both_backends!(
     decision_order_end_to_end,
     approval_issues_a_once_grant_bound_to_the_payload,
     window_grant_covers_other_payloads_until_revoked,
@@ -111,6 +98,21 @@ fn attempt(action: &str, db: &str, payload: &str) -> Attempt {
         justification: Some("test".into()),
         context: BTreeMap::new(),
     }
+}
+
+/// Sends `attempt` as the agent and returns the id of the request that holds it.
+async fn hold(engine: &Engine, attempt: Attempt) -> String {
+    pending_id(&engine.check(&agent(), attempt, "api").await)
+}
+
+/// Votes through the API channel without a reason.
+async fn vote(
+    engine: &Engine,
+    who: &Principal,
+    id: &str,
+    decision: Decision,
+) -> Result<countersign_core::ApprovalRequest, EngineError> {
+    engine.vote(who, id, decision, None, "api").await
 }
 
 fn pending_id(outcome: &CheckOutcome) -> String {
@@ -247,14 +249,7 @@ async fn window_grant_covers_other_payloads_until_revoked(backend: Backend) {
             .check(&a, attempt("deploy", "prod", "v1"), "api")
             .await,
     );
-    engine
-        .vote(
-            &user("bob", &["owners"]),
-            &id,
-            Decision::Approve,
-            None,
-            "api",
-        )
+    vote(&engine, &user("bob", &["owners"]), &id, Decision::Approve)
         .await
         .unwrap();
     let mut grant = None;
@@ -305,38 +300,20 @@ async fn window_grant_covers_other_payloads_until_revoked(backend: Backend) {
 async fn quorum_two_with_a_person_in_two_groups(backend: Backend) {
     let db = TestDb::new(backend).await;
     let engine = start(&db).await;
-    let id = pending_id(
-        &engine
-            .check(&agent(), attempt("db.privilege", "prod", "GRANT x"), "api")
-            .await,
-    );
+    let id = hold(&engine, attempt("db.privilege", "prod", "GRANT x")).await;
     let both = user("bob", &["owners", "security"]);
-    let r = engine
-        .vote(&both, &id, Decision::Approve, None, "api")
-        .await
-        .unwrap();
+    let r = vote(&engine, &both, &id, Decision::Approve).await.unwrap();
     assert_eq!(r.status, RequestStatus::Pending, "one person counts once");
     assert!(matches!(
-        engine
-            .vote(&both, &id, Decision::Approve, None, "api")
-            .await,
+        vote(&engine, &both, &id, Decision::Approve).await,
         Err(EngineError::Vote(VoteError::DuplicateVote(_)))
     ));
-    let r = engine
-        .vote(
-            &user("sam", &["security"]),
-            &id,
-            Decision::Approve,
-            None,
-            "api",
-        )
+    let r = vote(&engine, &user("sam", &["security"]), &id, Decision::Approve)
         .await
         .unwrap();
     assert_eq!(r.status, RequestStatus::Approved);
     assert!(matches!(
-        engine
-            .vote(&user("olga", &["owners"]), &id, Decision::Deny, None, "api")
-            .await,
+        vote(&engine, &user("olga", &["owners"]), &id, Decision::Deny).await,
         Err(EngineError::Vote(VoteError::AlreadySettled(
             RequestStatus::Approved
         )))
@@ -352,9 +329,7 @@ async fn self_approval_is_refused_on_both_routes(backend: Backend) {
     own.principal = alice.reference();
     let id = pending_id(&engine.check(&alice, own, "api").await);
     assert!(matches!(
-        engine
-            .vote(&alice, &id, Decision::Approve, None, "api")
-            .await,
+        vote(&engine, &alice, &id, Decision::Approve).await,
         Err(EngineError::Vote(VoteError::SelfApproval))
     ));
     // Route 2: an agent acts on behalf of alice; alice may not approve it either.
@@ -362,22 +337,12 @@ async fn self_approval_is_refused_on_both_routes(backend: Backend) {
     obo.on_behalf_of = Some("alice".into());
     let id2 = pending_id(&engine.check(&agent(), obo, "api").await);
     assert!(matches!(
-        engine
-            .vote(&alice, &id2, Decision::Approve, None, "api")
-            .await,
+        vote(&engine, &alice, &id2, Decision::Approve).await,
         Err(EngineError::Vote(VoteError::SelfApproval))
     ));
     // Ineligible reviewers and agents are refused too; nothing is recorded as a vote.
     assert!(matches!(
-        engine
-            .vote(
-                &user("eve", &["interns"]),
-                &id2,
-                Decision::Approve,
-                None,
-                "api"
-            )
-            .await,
+        vote(&engine, &user("eve", &["interns"]), &id2, Decision::Approve).await,
         Err(EngineError::Vote(VoteError::NotEligible(_)))
     ));
     for id in [&id, &id2] {
@@ -393,19 +358,8 @@ async fn self_approval_is_refused_on_both_routes(backend: Backend) {
 async fn one_deny_settles(backend: Backend) {
     let db = TestDb::new(backend).await;
     let engine = start(&db).await;
-    let id = pending_id(
-        &engine
-            .check(&agent(), attempt("db.privilege", "prod", "GRANT y"), "api")
-            .await,
-    );
-    engine
-        .vote(
-            &user("bob", &["owners"]),
-            &id,
-            Decision::Approve,
-            None,
-            "api",
-        )
+    let id = hold(&engine, attempt("db.privilege", "prod", "GRANT y")).await;
+    vote(&engine, &user("bob", &["owners"]), &id, Decision::Approve)
         .await
         .unwrap();
     let r = engine
@@ -441,14 +395,7 @@ async fn fifty_concurrent_uses_of_one_grant_have_one_winner(backend: Backend) {
     let engine = start(&db).await;
     let copy = attempt("db.export", "prod", "COPY race TO STDOUT");
     let id = pending_id(&engine.check(&agent(), copy.clone(), "api").await);
-    engine
-        .vote(
-            &user("bob", &["owners"]),
-            &id,
-            Decision::Approve,
-            None,
-            "api",
-        )
+    vote(&engine, &user("bob", &["owners"]), &id, Decision::Approve)
         .await
         .unwrap();
     let tasks: Vec<_> = (0..50)
@@ -494,14 +441,7 @@ async fn long_poll_wakes_within_milliseconds(backend: Backend) {
         })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    engine
-        .vote(
-            &user("bob", &["owners"]),
-            &id,
-            Decision::Approve,
-            None,
-            "api",
-        )
+    vote(&engine, &user("bob", &["owners"]), &id, Decision::Approve)
         .await
         .unwrap();
     let voted = Instant::now();
@@ -534,34 +474,18 @@ async fn requests_expire_on_time_and_across_a_restart(backend: Backend) {
     let db = TestDb::new(backend).await;
     let engine = start(&db).await;
     // On time, while running: the expiry task wakes at the deadline.
-    let live = pending_id(
-        &engine
-            .check(&agent(), attempt("exec", "prod", "ls"), "api")
-            .await,
-    );
+    let live = hold(&engine, attempt("exec", "prod", "ls")).await;
     let r = engine.wait(&live, Duration::from_secs(5)).await.unwrap();
     assert_eq!(r.status, RequestStatus::Expired);
     assert!(matches!(
-        engine
-            .vote(
-                &user("bob", &["owners"]),
-                &live,
-                Decision::Approve,
-                None,
-                "api"
-            )
-            .await,
+        vote(&engine, &user("bob", &["owners"]), &live, Decision::Approve).await,
         Err(EngineError::Vote(VoteError::AlreadySettled(
             RequestStatus::Expired
         )))
     ));
 
     // Across a restart: the deadline passes while nothing runs.
-    let held = pending_id(
-        &engine
-            .check(&agent(), attempt("exec", "prod", "whoami"), "api")
-            .await,
-    );
+    let held = hold(&engine, attempt("exec", "prod", "whoami")).await;
     let kept = pending_id(
         &engine
             .check(
@@ -593,16 +517,14 @@ async fn requests_expire_on_time_and_across_a_restart(backend: Backend) {
                 && r.event_json.contains("\"outcome\":\"expired\""))
     );
     // A vote after the restart still settles the surviving request.
-    let r = engine
-        .vote(
-            &user("bob", &["owners"]),
-            &kept.id,
-            Decision::Approve,
-            None,
-            "api",
-        )
-        .await
-        .unwrap();
+    let r = vote(
+        &engine,
+        &user("bob", &["owners"]),
+        &kept.id,
+        Decision::Approve,
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, RequestStatus::Approved);
 }
 

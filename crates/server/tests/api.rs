@@ -28,20 +28,7 @@ permit (principal in Group::"agents", action == Action::"db.export", resource);
 permit (principal in Group::"owners", action == Action::"db.export", resource);
 "#;
 
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-              async fn $name() { super::$name(countersign_store::Backend::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-              async fn $name() { super::$name(countersign_store::Backend::Postgres).await })*
-        }
-    };
-}
-
-both_backends!(
+countersign_store::both_backends!(
     authentication_is_required_and_exact,
     malformed_and_hostile_bodies_get_precise_errors,
     approval_flow_and_grant_consumption,

@@ -134,3 +134,19 @@ impl WriteLock {
         let _ = self.conn.close().await;
     }
 }
+
+/// Runs each named `async fn NAME(backend: Backend)` of the calling test file as two tests,
+/// `sqlite::NAME` and `postgres::NAME`, so every suite covers both stores.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+              async fn $name() { super::$name($crate::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+              async fn $name() { super::$name($crate::Backend::Postgres).await })*
+        }
+    };
+}

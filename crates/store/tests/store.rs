@@ -11,18 +11,7 @@ use countersign_store::testing::TestDb;
 use countersign_store::{Backend, RequestFilter, Store, StoreError, StoreOptions};
 use std::collections::BTreeMap;
 
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::$name(countersign_store::Backend::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::$name(countersign_store::Backend::Postgres).await })*
-        }
-    };
-}
-
-both_backends!(
+countersign_store::both_backends!(
     migrations_are_idempotent,
     request_round_trip_with_votes_and_settlement,
     grant_ends_exactly_once,
