@@ -36,6 +36,10 @@ pub enum EventKind {
     /// What happened when an allowed action ran, as reported by the gate or client.
     #[serde(rename = "execution")]
     Execution,
+    /// The log's checkpoint signing key changed; `outcome` is `new verifier key: <vkey>` (see
+    /// [`crate::export`] for when a verifier starts trusting the new key).
+    #[serde(rename = "audit.key_rotated")]
+    KeyRotated,
 }
 
 impl EventKind {
@@ -53,6 +57,7 @@ impl EventKind {
             EventKind::PolicyLoaded => "policy.loaded",
             EventKind::PolicyRejected => "policy.rejected",
             EventKind::Execution => "execution",
+            EventKind::KeyRotated => "audit.key_rotated",
         }
     }
 }

@@ -89,8 +89,15 @@ pub struct PolicySection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditSection {
-    /// The Ed25519 audit signing key (used by signed checkpoints).
+    /// The Ed25519 key that signs checkpoints; created (mode 0600) on first start.
+    /// Default: `audit.key` beside the config file.
     pub key_file: Option<PathBuf>,
+    /// The log's origin line in checkpoints. Default: the host of `public_url` + `/countersign`.
+    pub origin: Option<String>,
+    /// Sign a checkpoint once this many events are unsigned (default 1000)…
+    pub checkpoint_every_events: Option<u64>,
+    /// …or once the oldest unsigned event is this old (default `1s`).
+    pub checkpoint_every: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -145,11 +152,12 @@ impl Config {
                     p.id
                 );
             }
-            if !seen_ids.insert((p.kind.clone(), p.id.clone())) {
+            // One id is one person, whatever its case or kind: otherwise `User::"alice"` could
+            // approve what `Agent::"Alice"` asked for.
+            if !seen_ids.insert(p.id.trim().to_ascii_lowercase()) {
                 bail!(
-                    "{}: principal {} `{}` is listed twice",
+                    "{}: principal id `{}` is used twice (ids are compared without case, across agents and users)",
                     path.display(),
-                    p.kind,
                     p.id
                 );
             }
@@ -161,4 +169,74 @@ impl Config {
 /// The server URL named by a config file, for client commands given `--config`.
 pub fn server_url_of(path: &Path) -> Result<String> {
     Ok(Config::read(path)?.server.public_url)
+}
+
+/// Where a gateway keeps its state: what `serve` uses and what the operator commands
+/// (`audit export`, `audit verify --store`, …) read.
+#[derive(Debug, Clone)]
+pub struct StateLocation {
+    pub store_url: String,
+    pub key_file: PathBuf,
+    pub origin: String,
+    pub checkpoint_every_events: u64,
+    pub checkpoint_every: std::time::Duration,
+}
+
+impl StateLocation {
+    /// From a config file, or the development default under `./.countersign/` without one.
+    pub fn resolve(config: Option<&Path>) -> Result<StateLocation> {
+        match config {
+            Some(path) => StateLocation::of_config(&Config::read(path)?, path),
+            None => Ok(StateLocation::development()),
+        }
+    }
+
+    pub fn of_config(config: &Config, path: &Path) -> Result<StateLocation> {
+        let beside = path.parent().unwrap_or(Path::new("."));
+        let every = match &config.audit.checkpoint_every {
+            Some(text) => {
+                let ms = countersign_core::parse_duration_ms(text)
+                    .map_err(|e| anyhow::anyhow!("[audit] checkpoint_every: {e}"))?;
+                std::time::Duration::from_millis(ms)
+            }
+            None => std::time::Duration::from_secs(1),
+        };
+        let every_events = config.audit.checkpoint_every_events.unwrap_or(1000);
+        if every_events == 0 {
+            bail!("[audit] checkpoint_every_events must be at least 1");
+        }
+        Ok(StateLocation {
+            store_url: config.store.url.clone(),
+            key_file: config
+                .audit
+                .key_file
+                .clone()
+                .unwrap_or_else(|| beside.join("audit.key")),
+            origin: match &config.audit.origin {
+                Some(o) => o.clone(),
+                None => origin_of(&config.server.public_url),
+            },
+            checkpoint_every_events: every_events,
+            checkpoint_every: every,
+        })
+    }
+
+    pub fn development() -> StateLocation {
+        let dir = crate::dev::dir();
+        let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+        StateLocation {
+            store_url: format!("sqlite://{}", dir.join("db.sqlite").display()),
+            key_file: dir.join("audit.key"),
+            origin: origin_of(DEFAULT_URL),
+            checkpoint_every_events: 1000,
+            checkpoint_every: std::time::Duration::from_secs(1),
+        }
+    }
+}
+
+/// `host[:port]/countersign` from a URL: the default origin line of the audit log.
+pub fn origin_of(public_url: &str) -> String {
+    let rest = public_url.split_once("://").map_or(public_url, |(_, r)| r);
+    let host = rest.split('/').next().unwrap_or(rest);
+    format!("{host}/countersign")
 }

@@ -1,13 +1,14 @@
 //! The `countersign` binary: the gateway (`serve`), the client commands (`exec`, `requests`,
 //! `approve`, `deny`) and operator tools (`policy check`).
 
+mod audit;
 mod client;
 mod config;
 mod dev;
 mod exec;
 mod serve;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -82,6 +83,67 @@ enum Command {
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+    /// The tamper-evident audit log: keys, exports, offline verification, proofs.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Print the verifier key of the audit signing key.
+    PublicKey {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Write records and checkpoints as JSONL, for offline verification.
+    Export {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// First record: a sequence number or a date (2026-11-01, or RFC 3339).
+        #[arg(long)]
+        from: Option<String>,
+        /// End (exclusive): a sequence number or a date [default: the latest checkpoint].
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Verify an export offline (FILE --key KEY), or the live database (--store).
+    Verify {
+        /// The export to verify.
+        #[arg(required_unless_present = "store", conflicts_with = "store")]
+        file: Option<PathBuf>,
+        /// The verifier key (its text, or @FILE); for --store, the gateway's own by default.
+        #[arg(long)]
+        key: Option<String>,
+        /// Verify the gateway's database instead of an export.
+        #[arg(long)]
+        store: bool,
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Print a self-contained inclusion proof of record SEQ.
+    Prove {
+        seq: u64,
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Write the proof here instead of to standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Check a proof from `audit prove` against a verifier key, offline.
+    VerifyProof {
+        file: PathBuf,
+        #[arg(long)]
+        key: String,
+    },
+    /// Replace the audit signing key of the running gateway (administrators).
+    RotateKey {
+        #[command(flatten)]
+        conn: Connection,
     },
 }
 
@@ -187,6 +249,60 @@ async fn run(command: Command) -> Result<i32> {
         Command::Policy {
             command: PolicyCommand::Check { dir },
         } => policy_check(&dir),
+        Command::Audit { command } => run_audit(command).await,
+    }
+}
+
+async fn run_audit(command: AuditCommand) -> Result<i32> {
+    use config::StateLocation;
+    match command {
+        AuditCommand::PublicKey { config } => {
+            audit::public_key(&StateLocation::resolve(config.as_deref())?)?;
+            Ok(0)
+        }
+        AuditCommand::Export {
+            config,
+            out,
+            from,
+            to,
+        } => {
+            let state = StateLocation::resolve(config.as_deref())?;
+            audit::export(&state, &out, from.as_deref(), to.as_deref()).await?;
+            Ok(0)
+        }
+        AuditCommand::Verify {
+            file: Some(file),
+            key,
+            ..
+        } => {
+            let key = key.context("offline verification needs the verifier key: --key KEY")?;
+            audit::verify_file(&file, vec![audit::read_key(&key)?])
+        }
+        AuditCommand::Verify {
+            file: None,
+            key,
+            config,
+            ..
+        } => {
+            let state = StateLocation::resolve(config.as_deref())?;
+            let key = match key {
+                Some(k) => audit::read_key(&k)?,
+                None => countersign_engine::keyfile::load(&state.key_file)?.verifier(),
+            };
+            audit::verify_store(&state, vec![key]).await
+        }
+        AuditCommand::Prove { seq, config, out } => {
+            let state = StateLocation::resolve(config.as_deref())?;
+            audit::prove(&state, seq, out.as_ref()).await?;
+            Ok(0)
+        }
+        AuditCommand::VerifyProof { file, key } => {
+            audit::verify_proof(&file, &audit::read_key(&key)?)
+        }
+        AuditCommand::RotateKey { conn } => {
+            audit::rotate_key(&conn.client()?).await?;
+            Ok(0)
+        }
     }
 }
 

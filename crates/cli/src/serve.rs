@@ -1,9 +1,9 @@
 //! `countersign serve`: run the gateway from a config file, or the development default.
 
-use crate::config::{Config, DEFAULT_LISTEN, DEFAULT_URL, PrincipalSection};
+use crate::config::{Config, DEFAULT_LISTEN, DEFAULT_URL, PrincipalSection, StateLocation};
 use crate::dev;
 use anyhow::{Context, Result};
-use countersign_engine::{Engine, EngineConfig};
+use countersign_engine::{AuditSigning, Engine, EngineConfig, keyfile};
 use countersign_policy::LoadedPolicies;
 use countersign_server::{PolicySource, ServerConfig};
 use countersign_store::Store;
@@ -19,14 +19,20 @@ pub async fn run(config_path: Option<&Path>) -> Result<()> {
     let policies = (setup.policy_source)()
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("policies refused")?;
-    let store = Store::open(&setup.store_url)
+    let state = &setup.state;
+    let store = Store::open(&state.store_url)
         .await
-        .with_context(|| format!("cannot open the store at {}", redact(&setup.store_url)))?;
+        .with_context(|| format!("cannot open the store at {}", redact(&state.store_url)))?;
+    let key = keyfile::load_or_create(&state.key_file, &state.origin)?;
+    let mut audit = AuditSigning::new(state.origin.clone(), key, Some(state.key_file.clone()));
+    audit.every_events = state.checkpoint_every_events;
+    audit.every = state.checkpoint_every;
     let engine = Engine::start(
         store,
         policies,
         EngineConfig {
             public_url: setup.public_url.clone(),
+            audit,
         },
     )
     .await
@@ -49,8 +55,9 @@ pub async fn run(config_path: Option<&Path>) -> Result<()> {
     let policies = engine.policies();
     tracing::info!(
         listen = %setup.listen,
-        store = %redact(&setup.store_url),
+        store = %redact(&state.store_url),
         policy_version = %policies.version(),
+        audit_key = %engine.verifier_key(),
         policies = policies.policy_count(),
         "countersign is serving"
     );
@@ -62,6 +69,11 @@ pub async fn run(config_path: Option<&Path>) -> Result<()> {
     countersign_server::serve(listener, router, shutdown_signal())
         .await
         .context("server failed")?;
+    // Sign whatever the last checkpoint does not cover yet, so nothing is left unsigned.
+    engine
+        .checkpoint()
+        .await
+        .context("cannot sign the final audit checkpoint")?;
     tracing::info!("countersign stopped");
     Ok(())
 }
@@ -69,7 +81,7 @@ pub async fn run(config_path: Option<&Path>) -> Result<()> {
 struct Setup {
     listen: String,
     public_url: String,
-    store_url: String,
+    state: StateLocation,
     principals: Vec<PrincipalSection>,
     auditor_groups: BTreeSet<String>,
     admin_groups: BTreeSet<String>,
@@ -90,17 +102,14 @@ impl Setup {
         if let Some(channels) = &config.channels {
             tracing::warn!(channels = ?channels.keys().collect::<Vec<_>>(), "this version has no reviewer channels; [channels] is ignored");
         }
-        if let Some(key) = &config.audit.key_file {
-            tracing::warn!(key_file = %key.display(), "signed audit checkpoints are not in this version; the audit log is hash-chained only");
-        }
         let policy_source: PolicySource = match config.policy.dir.clone() {
             Some(dir) => directory_source(dir),
             None => Arc::new(LoadedPolicies::examples),
         };
         Ok(Setup {
+            state: StateLocation::of_config(&config, path)?,
             listen: config.server.listen,
             public_url: config.server.public_url,
-            store_url: config.store.url,
             principals: config.principals,
             auditor_groups: config.server.auditor_groups,
             admin_groups: config.server.admin_groups,
@@ -113,14 +122,11 @@ impl Setup {
     fn development() -> Result<Setup> {
         let dir = dev::dir();
         let dev_principals = dev::principals(&dir)?;
-        let store_path = std::fs::canonicalize(&dir)
-            .unwrap_or_else(|_| dir.clone())
-            .join("db.sqlite");
         let defaults = crate::config::ServerSection::default();
         Ok(Setup {
             listen: DEFAULT_LISTEN.into(),
             public_url: DEFAULT_URL.into(),
-            store_url: format!("sqlite://{}", store_path.display()),
+            state: StateLocation::development(),
             principals: dev_principals
                 .iter()
                 .map(dev::DevPrincipal::section)
@@ -148,7 +154,10 @@ fn directory_source(dir: PathBuf) -> PolicySource {
 fn print_development_banner(url: &str, principals: &[dev::DevPrincipal]) {
     eprintln!();
     eprintln!("countersign development gateway on {url}");
-    eprintln!("  state: ./{}/ (SQLite, development tokens)", dev::DIR);
+    eprintln!(
+        "  state: ./{}/ (SQLite, audit signing key, development tokens)",
+        dev::DIR
+    );
     eprintln!("  policies: the embedded examples (examples/policies)");
     eprintln!();
     eprintln!("Development tokens (do not use in production):");

@@ -121,7 +121,7 @@ impl fmt::Display for ResourceRef {
 }
 
 /// A resource an attempt touches, with the attributes policy may look at.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Resource {
     #[serde(rename = "type")]
     pub kind: String,
@@ -154,6 +154,13 @@ impl Resource {
     }
 }
 
+/// Whether two principal ids name the same person: equal after trimming and ASCII case
+/// folding. Identity providers and chat tools disagree about the case of e-mail addresses, so
+/// the rules that keep people from approving their own requests must not.
+pub fn same_person(a: &str, b: &str) -> bool {
+    a.trim().eq_ignore_ascii_case(b.trim())
+}
+
 /// One concrete action a principal tries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attempt {
@@ -174,16 +181,18 @@ pub struct Attempt {
 }
 
 impl Attempt {
-    /// Whether `user_id` is one of the people who asked: the acting user, or the user an agent
+    /// Whether `who` is one of the people who asked: the acting principal, or the user an agent
     /// acts for. Such a person may cancel but never approve.
-    pub fn is_requester(&self, voter: &PrincipalRef) -> bool {
-        *voter == self.principal
-            || (voter.kind == crate::PrincipalKind::User
-                && self.on_behalf_of.as_deref() == Some(voter.id.as_str()))
-    }
-
-    pub fn resource_refs(&self) -> Vec<ResourceRef> {
-        self.resources.iter().map(Resource::reference).collect()
+    ///
+    /// Ids are compared as [`same_person`] does, so `Alice@Example.com ` cannot approve what
+    /// `alice@example.com` asked for, and a user cannot approve the request of an agent that
+    /// bears their id.
+    pub fn is_requester(&self, who: &PrincipalRef) -> bool {
+        same_person(&who.id, &self.principal.id)
+            || self
+                .on_behalf_of
+                .as_deref()
+                .is_some_and(|user| same_person(&who.id, user))
     }
 }
 
@@ -225,7 +234,12 @@ mod tests {
         };
         assert!(attempt.is_requester(&PrincipalRef::agent("etl")));
         assert!(attempt.is_requester(&PrincipalRef::user("alice")));
-        assert!(!attempt.is_requester(&PrincipalRef::agent("alice")));
         assert!(!attempt.is_requester(&PrincipalRef::user("bob")));
+        // Case, surrounding space and kind do not make another person.
+        for same in ["Alice", "ALICE ", " alice"] {
+            assert!(attempt.is_requester(&PrincipalRef::user(same)), "{same}");
+        }
+        assert!(attempt.is_requester(&PrincipalRef::agent("alice")));
+        assert!(attempt.is_requester(&PrincipalRef::user("ETL")));
     }
 }

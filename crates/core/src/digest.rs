@@ -1,19 +1,21 @@
 //! The payload digest: what binds an approval to exactly the action that was reviewed.
 //!
-//! `PayloadDigest = SHA-256("countersign.payload.v1" ‖ 0x00 ‖ canonical JSON of
-//! {"action": A, "payload": P, "resources": [{"id": …, "type": …}, …]})`, with the canonical
-//! JSON of [`crate::canonical`]. The action and the resource references are inside the digest so
-//! that the same text aimed at another table or sent as another action kind is a new attempt.
+//! `PayloadDigest = SHA-256("countersign.payload.v2" ‖ 0x00 ‖ canonical JSON of
+//! {"action": A, "payload": P, "resources": [R, …]})`, with the canonical JSON of
+//! [`crate::canonical`] and each `R` the whole resource as the attempt describes it: type, id,
+//! and, when present, parent, classification and tags. Everything policy can look at is inside
+//! the digest, so the same text aimed at another table, at a table of another database, at data
+//! of another classification, or sent as another action kind is a new attempt.
 //! Justification and context are outside it: a different reason for the same action is the same
 //! action.
 
-use crate::attempt::{Action, ResourceRef};
+use crate::attempt::{Action, Resource};
 use crate::canonical::write_canonical;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
 
-const DOMAIN: &[u8] = b"countersign.payload.v1\0";
+const DOMAIN: &[u8] = b"countersign.payload.v2\0";
 
 /// SHA-256 of an attempt's canonical action, resources and payload; shown as 64 hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -23,7 +25,7 @@ pub struct PayloadDigest([u8; 32]);
 impl PayloadDigest {
     pub fn compute(
         action: &Action,
-        resources: &[ResourceRef],
+        resources: &[Resource],
         payload: &serde_json::Value,
     ) -> PayloadDigest {
         let document = serde_json::json!({
@@ -79,11 +81,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn db(id: &str) -> Vec<ResourceRef> {
-        vec![ResourceRef {
-            kind: "Database".into(),
-            id: id.into(),
-        }]
+    fn db(id: &str) -> Vec<Resource> {
+        vec![Resource::new("Database", id)]
     }
 
     fn export() -> Action {
@@ -120,6 +119,38 @@ mod tests {
                 &json!("SELECT 1")
             )
         );
+    }
+
+    #[test]
+    fn binds_parent_classification_and_tags() {
+        use crate::attempt::{Classification, ResourceRef};
+        let payload = json!("DELETE FROM users");
+        let table = |parent: &str| Resource {
+            parent: Some(ResourceRef {
+                kind: "Database".into(),
+                id: parent.into(),
+            }),
+            ..Resource::new("Table", "public.users")
+        };
+        let del = Action::parse("db.destructive").unwrap();
+        let staging = PayloadDigest::compute(&del, &[table("staging")], &payload);
+        assert_ne!(
+            staging,
+            PayloadDigest::compute(&del, &[table("prod")], &payload)
+        );
+        let restricted = Resource {
+            classification: Some(Classification::Restricted),
+            ..table("staging")
+        };
+        assert_ne!(
+            staging,
+            PayloadDigest::compute(&del, &[restricted], &payload)
+        );
+        let tagged = Resource {
+            tags: ["pii".to_string()].into(),
+            ..table("staging")
+        };
+        assert_ne!(staging, PayloadDigest::compute(&del, &[tagged], &payload));
     }
 
     #[test]

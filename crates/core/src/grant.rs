@@ -1,6 +1,6 @@
 //! Grants: what an approval yields, and exactly which later attempts they cover.
 
-use crate::attempt::{Action, ResourceRef};
+use crate::attempt::{Action, Resource};
 use crate::digest::PayloadDigest;
 use crate::principal::PrincipalRef;
 use crate::time::{Timestamp, parse_duration_ms};
@@ -100,7 +100,7 @@ pub struct GrantScope<'a> {
     pub principal: &'a PrincipalRef,
     pub on_behalf_of: Option<&'a str>,
     pub action: &'a Action,
-    pub resources: &'a [ResourceRef],
+    pub resources: &'a [Resource],
     pub digest: &'a PayloadDigest,
 }
 
@@ -113,7 +113,8 @@ pub struct Grant {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_behalf_of: Option<String>,
     pub action: Action,
-    pub resources: Vec<ResourceRef>,
+    /// The resources as reviewed, attributes included: a window covers exactly these.
+    pub resources: Vec<Resource>,
     /// The reviewed payload's digest; binding for `once` grants, informative for windows.
     pub digest: PayloadDigest,
     pub shape: GrantShape,
@@ -151,9 +152,9 @@ impl Grant {
     }
 }
 
-fn same_set(a: &[ResourceRef], b: &[ResourceRef]) -> bool {
-    let mut a: Vec<&ResourceRef> = a.iter().collect();
-    let mut b: Vec<&ResourceRef> = b.iter().collect();
+fn same_set(a: &[Resource], b: &[Resource]) -> bool {
+    let mut a: Vec<&Resource> = a.iter().collect();
+    let mut b: Vec<&Resource> = b.iter().collect();
     a.sort();
     a.dedup();
     b.sort();
@@ -166,11 +167,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn res(id: &str) -> Vec<ResourceRef> {
-        vec![ResourceRef {
-            kind: "Database".into(),
-            id: id.into(),
-        }]
+    fn res(id: &str) -> Vec<Resource> {
+        vec![Resource::new("Database", id)]
     }
 
     fn grant(shape: GrantShape) -> Grant {
@@ -229,6 +227,25 @@ mod tests {
         let etl = PrincipalRef::agent("etl");
         assert!(check(&g, &etl, "COPY b TO STDOUT", "prod", 1_999));
         assert!(!check(&g, &etl, "COPY b TO STDOUT", "staging", 1_500));
+    }
+
+    #[test]
+    fn window_grant_does_not_cover_other_attributes() {
+        let g = grant(GrantShape::Window { ms: 1_000 });
+        let action = Action::parse("db.export").unwrap();
+        let restricted = vec![Resource {
+            classification: Some(crate::attempt::Classification::Restricted),
+            ..Resource::new("Database", "prod")
+        }];
+        let digest = PayloadDigest::compute(&action, &restricted, &json!("x"));
+        let scope = GrantScope {
+            principal: &PrincipalRef::agent("etl"),
+            on_behalf_of: None,
+            action: &action,
+            resources: &restricted,
+            digest: &digest,
+        };
+        assert!(!g.covers(&scope, Timestamp(1_500)));
     }
 
     #[test]

@@ -13,7 +13,9 @@ pub mod principal;
 pub mod request;
 pub mod time;
 
-pub use attempt::{Action, ActionError, Attempt, Classification, Resource, ResourceRef};
+pub use attempt::{
+    Action, ActionError, Attempt, Classification, Resource, ResourceRef, same_person,
+};
 pub use decision::{ApprovalRule, PolicyOutcome, Requirements, Verdict, decide};
 pub use digest::PayloadDigest;
 pub use grant::{Grant, GrantScope, GrantShape, GrantStatus};

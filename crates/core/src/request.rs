@@ -187,13 +187,15 @@ impl ApprovalRequest {
         vote: Vote,
         now: Timestamp,
     ) -> Result<VoteOutcome, VoteError> {
+        // Who may vote is checked before the request's state, so someone who may not vote
+        // learns nothing about where the request stands.
+        self.eligibility(voter)?;
         if self.status.is_settled() {
             return Err(VoteError::AlreadySettled(self.status));
         }
         if now >= self.expires_at {
             return Err(VoteError::Expired);
         }
-        self.eligibility(voter)?;
         if self.votes.iter().any(|v| v.voter == vote.voter) {
             return Err(VoteError::DuplicateVote(vote.voter.to_string()));
         }
@@ -287,7 +289,7 @@ mod tests {
         let payload = serde_json::json!("COPY t TO STDOUT");
         ApprovalRequest {
             id: "r1".into(),
-            digest: PayloadDigest::compute(&action, &[resources[0].reference()], &payload),
+            digest: PayloadDigest::compute(&action, &resources, &payload),
             attempt: Attempt {
                 principal: PrincipalRef::agent("etl"),
                 on_behalf_of: Some("alice".into()),
@@ -436,6 +438,20 @@ mod tests {
             Err(VoteError::DuplicateVote(_))
         ));
         assert_eq!(r.votes.len(), 1);
+    }
+
+    #[test]
+    fn outsiders_learn_nothing_about_a_settled_request() {
+        let mut r = request(vec![rule(&["owners"], 1)]);
+        vote_as(&mut r, &user("bob", &["owners"]), Decision::Approve, 1).unwrap();
+        assert!(matches!(
+            vote_as(&mut r, &user("eve", &["interns"]), Decision::Approve, 2),
+            Err(VoteError::NotEligible(_))
+        ));
+        assert_eq!(
+            vote_as(&mut r, &user("alice", &["owners"]), Decision::Approve, 2),
+            Err(VoteError::SelfApproval)
+        );
     }
 
     #[test]

@@ -32,7 +32,8 @@ impl fmt::Display for Timestamp {
 /// with units `s`, `m`, `h`, `d` (for example `90s`, `15m`, `1h30m`, `7d`), into milliseconds.
 ///
 /// Zero durations are refused: a request that expires at once or a grant that never lives is
-/// always a configuration mistake.
+/// always a configuration mistake. So are durations beyond [`MAX_DURATION_MS`] (a year): no
+/// approval should stand that long, and deadlines stay far from any calendar's end.
 pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
     let text = text.trim();
     if text.is_empty() {
@@ -77,8 +78,14 @@ pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
     if total == 0 {
         return Err(format!("duration `{text}` is zero"));
     }
+    if total > MAX_DURATION_MS {
+        return Err(format!("duration `{text}` is longer than a year (366d)"));
+    }
     Ok(total)
 }
+
+/// The longest accepted duration: 366 days.
+pub const MAX_DURATION_MS: u64 = 366 * 86_400_000;
 
 #[cfg(test)]
 mod tests {
@@ -90,6 +97,7 @@ mod tests {
         assert_eq!(parse_duration_ms("15m"), Ok(900_000));
         assert_eq!(parse_duration_ms("1h30m"), Ok(5_400_000));
         assert_eq!(parse_duration_ms(" 7d "), Ok(604_800_000));
+        assert_eq!(parse_duration_ms("366d"), Ok(MAX_DURATION_MS));
     }
 
     #[test]

@@ -10,13 +10,19 @@
 //! formats audit events itself. Every failure on the decision path is a deny.
 
 mod audit;
+pub mod audit_io;
 mod error;
 mod grants;
+pub mod keyfile;
+mod tree;
 mod writer;
 
+pub use audit_io::InclusionProof;
 pub use countersign_store::RequestFilter;
 pub use error::EngineError;
+pub use tree::AuditSigning;
 
+use countersign_audit::note::VerifierKey;
 use countersign_audit::{AuditEvent, AuditRecord, EventKind};
 use countersign_core::{
     ApprovalRequest, Attempt, Decision, Grant, GrantScope, PayloadDigest, PolicyOutcome, Principal,
@@ -31,11 +37,12 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use writer::{Decided, DecisionJob, Effect, Effects, Job};
 
-/// How the engine presents itself to the outside.
-#[derive(Clone, Debug)]
+/// How the engine presents itself to the outside, and signs its audit log.
+#[derive(Debug)]
 pub struct EngineConfig {
     /// Base of the review links handed to requesters, e.g. `http://127.0.0.1:8480`.
     pub public_url: String,
+    pub audit: AuditSigning,
 }
 
 /// The answer to an attempt.
@@ -76,7 +83,15 @@ pub struct Engine {
 #[derive(Debug)]
 struct Inner {
     store: Store,
-    config: EngineConfig,
+    public_url: String,
+    origin: String,
+    key_file: Option<std::path::PathBuf>,
+    /// The key that verifies the newest checkpoints.
+    verifier: RwLock<VerifierKey>,
+    /// Rotations run one at a time.
+    rotation: tokio::sync::Mutex<()>,
+    /// Policy reloads run one at a time.
+    reloading: tokio::sync::Mutex<()>,
     policies: RwLock<Arc<LoadedPolicies>>,
     jobs: mpsc::Sender<Job>,
     shared: Arc<Shared>,
@@ -92,16 +107,19 @@ struct Shared {
 
 impl Effects for Arc<Shared> {
     fn apply(&self, effects: Vec<Effect>) {
+        // Grants first: a waiter woken by its approval must find the grant already indexed.
+        let mut wake = Vec::new();
         for effect in effects {
             match effect {
                 Effect::GrantIssued(g) => self.grants.insert(g),
                 Effect::GrantEnded(principal, id) => self.grants.remove(&principal, &id),
-                Effect::Settled(id, status) => {
-                    if let Some(tx) = lock(&self.watchers).remove(&id) {
-                        tx.send_replace(status);
-                    }
-                }
+                Effect::Settled(id, status) => wake.push((id, status)),
                 Effect::DeadlineAdded => self.deadline_changed.notify_one(),
+            }
+        }
+        for (id, status) in wake {
+            if let Some(tx) = lock(&self.watchers).remove(&id) {
+                tx.send_replace(status);
             }
         }
     }
@@ -115,6 +133,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// How many times a decision is retried when concurrent attempts race for the same grant.
 const GRANT_RACE_RETRIES: usize = 8;
 
+/// Longest a decision waits for its audit event to be written before it is a deny.
+pub const DECISION_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
+
 impl Engine {
     /// Starts the engine on `store` with `policies`: records the policy version, expires what
     /// fell due while the gateway was down, and starts the writer and expiry tasks.
@@ -123,24 +144,39 @@ impl Engine {
         policies: LoadedPolicies,
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
-        let head = store.audit_head().await?;
+        let frontier = store.audit_frontier().await?;
+        let signed = store.latest_checkpoint().await?.map_or(0, |(size, _)| size);
         let shared = Arc::new(Shared {
             grants: GrantIndex::load(store.active_grants().await?),
             ..Shared::default()
         });
+        let EngineConfig { public_url, audit } = config;
+        let origin = audit.origin.clone();
+        let key_file = audit.key_file.clone();
+        let verifier = RwLock::new(audit.key.verifier());
         let (jobs, rx) = mpsc::channel(writer::MAX_BATCH * 4);
-        tokio::spawn(writer::run(store.clone(), head, rx, shared.clone()));
+        let tree = tree::Tree::new(frontier, signed, audit);
+        tokio::spawn(writer::run(store.clone(), tree, rx, shared.clone()));
         let engine = Engine {
             inner: Arc::new(Inner {
                 store,
-                config,
+                public_url,
+                origin,
+                key_file,
+                verifier,
+                rotation: tokio::sync::Mutex::new(()),
+                reloading: tokio::sync::Mutex::new(()),
                 policies: RwLock::new(Arc::new(policies)),
                 jobs,
                 shared,
             }),
         };
-        engine.record_policy_load().await?;
-        engine.expire_due().await?;
+        engine.record_policy_load(&engine.policies()).await?;
+        // What fell due while the gateway was down expires now. A failure here denies nothing
+        // and the expiry task retries, so it does not keep the gateway from starting.
+        if let Err(e) = engine.expire_due().await {
+            tracing::error!(error = %e, "expiring overdue requests at start-up failed; will retry");
+        }
         tokio::spawn(expiry_loop(
             engine.inner.store.clone(),
             Arc::downgrade(&engine.inner),
@@ -157,15 +193,25 @@ impl Engine {
             .clone()
     }
 
-    pub fn config(&self) -> &EngineConfig {
-        &self.inner.config
+    /// The origin line of the audit log's checkpoints.
+    pub fn audit_origin(&self) -> &str {
+        &self.inner.origin
+    }
+
+    /// The key that verifies the audit log's newest checkpoints.
+    pub fn verifier_key(&self) -> VerifierKey {
+        self.inner
+            .verifier
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The link where reviewers see a request.
     pub fn review_url(&self, request_id: &str) -> String {
         format!(
             "{}/v1/requests/{request_id}",
-            self.inner.config.public_url.trim_end_matches('/')
+            self.inner.public_url.trim_end_matches('/')
         )
     }
 
@@ -187,19 +233,17 @@ impl Engine {
         } else {
             policies.evaluate(principal, &attempt)
         };
-        let digest =
-            PayloadDigest::compute(&attempt.action, &attempt.resource_refs(), &attempt.payload);
+        let digest = PayloadDigest::compute(&attempt.action, &attempt.resources, &attempt.payload);
         let mut lost: Vec<String> = Vec::new();
         for _ in 0..GRANT_RACE_RETRIES {
             let now = writer::now();
             let grant = if outcome.grant_may_apply() {
-                let resources = attempt.resource_refs();
                 self.inner.shared.grants.find(
                     &GrantScope {
                         principal: &attempt.principal,
                         on_behalf_of: attempt.on_behalf_of.as_deref(),
                         action: &attempt.action,
-                        resources: &resources,
+                        resources: &attempt.resources,
                         digest: &digest,
                     },
                     now,
@@ -225,9 +269,17 @@ impl Engine {
                 grant: grant.as_ref().map(|g| (g.id.clone(), g.is_single_use())),
                 new_request,
             };
-            let written = self
-                .submit(|reply| Job::Decision(Box::new(job), reply))
-                .await;
+            let written = tokio::time::timeout(
+                DECISION_DEADLINE,
+                self.submit(|reply| Job::Decision(Box::new(job), reply)),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(EngineError::NotRecorded(format!(
+                    "no answer from the store within {}s",
+                    DECISION_DEADLINE.as_secs()
+                )))
+            });
             return match (written, verdict) {
                 (Err(EngineError::GrantLost(id)), _) => {
                     lost.push(id);
@@ -379,15 +431,19 @@ impl Engine {
     ) -> Result<Arc<LoadedPolicies>, ReloadError> {
         match loaded {
             Ok(policies) => {
+                // One reload at a time, and logged before it takes effect: a set that cannot
+                // be recorded is never put in force.
+                let _one_at_a_time = self.inner.reloading.lock().await;
+                let policies = Arc::new(policies);
+                self.record_policy_load(&policies)
+                    .await
+                    .map_err(ReloadError::Engine)?;
                 *self
                     .inner
                     .policies
                     .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(policies);
-                self.record_policy_load()
-                    .await
-                    .map_err(ReloadError::Engine)?;
-                Ok(self.policies())
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = policies.clone();
+                Ok(policies)
             }
             Err(e) => {
                 let mut event = AuditEvent::new(EventKind::PolicyRejected, writer::now());
@@ -405,8 +461,7 @@ impl Engine {
         }
     }
 
-    async fn record_policy_load(&self) -> Result<(), EngineError> {
-        let policies = self.policies();
+    async fn record_policy_load(&self, policies: &LoadedPolicies) -> Result<(), EngineError> {
         let mut event = AuditEvent::new(EventKind::PolicyLoaded, writer::now());
         event.policy_version = Some(policies.version().to_owned());
         event.policy_ids = policies.policies().map(|p| p.id.clone()).collect();
@@ -484,9 +539,95 @@ impl Engine {
             .await?)
     }
 
-    /// The end of the audit chain.
-    pub async fn audit_head(&self) -> Result<countersign_audit::ChainHead, EngineError> {
-        Ok(self.inner.store.audit_head().await?)
+    /// How many audit records are committed.
+    pub async fn audit_size(&self) -> Result<u64, EngineError> {
+        Ok(self.inner.store.audit_size().await?)
+    }
+
+    /// The newest signed checkpoint: tree size and note.
+    pub async fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, EngineError> {
+        Ok(self.inner.store.latest_checkpoint().await?)
+    }
+
+    /// Proves record `seq` against the latest signed checkpoint.
+    pub async fn inclusion_proof(
+        &self,
+        seq: u64,
+    ) -> Result<InclusionProof, audit_io::AuditIoError> {
+        audit_io::inclusion_proof(&self.inner.store, seq).await
+    }
+
+    /// Proves that the log of `to` records extends the log of `from` records.
+    pub async fn consistency_proof(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<countersign_audit::merkle::Hash>, audit_io::AuditIoError> {
+        audit_io::consistency_proof(&self.inner.store, from, to).await
+    }
+
+    /// Verifies the whole stored log as an auditor would: every leaf against its event, the
+    /// tree, and every checkpoint's origin and signature with `keys` (the first trusted, later
+    /// ones only once a covered rotation event announces them).
+    pub async fn verify_log(
+        &self,
+        keys: Vec<VerifierKey>,
+    ) -> Result<
+        Result<countersign_audit::export::VerifySummary, countersign_audit::export::VerifyError>,
+        audit_io::AuditIoError,
+    > {
+        audit_io::verify_store(&self.inner.store, &self.inner.origin, keys, |_| {}).await
+    }
+
+    /// Signs a checkpoint of everything logged so far; call before shutting down.
+    pub async fn checkpoint(&self) -> Result<(), EngineError> {
+        self.submit(|reply| Job::Checkpoint { reply }).await
+    }
+
+    /// Replaces the audit signing key. The log records the new verifier key in an event that a
+    /// checkpoint signed by the old key covers; later checkpoints are signed by the new key. The
+    /// key file (when there is one) is replaced, the old key kept beside it.
+    pub async fn rotate_audit_key(&self, by: &Principal) -> Result<VerifierKey, EngineError> {
+        let _one_at_a_time = self.inner.rotation.lock().await;
+        let old = self.verifier_key();
+        let key =
+            keyfile::generate(old.name()).map_err(|e| EngineError::NotRecorded(e.to_string()))?;
+        let verifier = key.verifier();
+        let next_path = self.inner.key_file.as_ref().map(|p| {
+            let mut next = p.as_os_str().to_owned();
+            next.push(".next");
+            std::path::PathBuf::from(next)
+        });
+        if let Some(next) = &next_path {
+            // A leftover from a rotation that failed half-way holds a key nothing was signed with.
+            let _ = std::fs::remove_file(next);
+            keyfile::write_new(next, &key).map_err(|e| EngineError::NotRecorded(e.to_string()))?;
+        }
+        let mut event = countersign_audit::key_rotation_event(writer::now(), &verifier);
+        event.actor = Some(by.reference());
+        let submitted = self
+            .submit(|reply| Job::RotateKey {
+                event: Box::new(event),
+                key: Box::new(key),
+                reply,
+            })
+            .await;
+        if let Err(e) = submitted {
+            if let Some(next) = &next_path {
+                let _ = std::fs::remove_file(next);
+            }
+            return Err(e);
+        }
+        if let (Some(current), Some(next)) = (&self.inner.key_file, &next_path) {
+            keyfile::promote(current, next, writer::now().millis())
+                .map_err(|e| EngineError::NotRecorded(e.to_string()))?;
+        }
+        *self
+            .inner
+            .verifier
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = verifier.clone();
+        Ok(verifier)
     }
 
     pub async fn audit_records(
@@ -497,9 +638,12 @@ impl Engine {
         Ok(self.inner.store.audit_records(from, limit).await?)
     }
 
-    /// Whether the store answers; for readiness checks.
+    /// Whether decisions can be recorded right now: a round trip through the writer and a
+    /// commit, within the decision deadline. For readiness checks.
     pub async fn ready(&self) -> Result<(), EngineError> {
-        Ok(self.inner.store.ping().await?)
+        tokio::time::timeout(DECISION_DEADLINE, self.submit(|reply| Job::Ping { reply }))
+            .await
+            .map_err(|_| EngineError::NotRecorded("the writer did not answer in time".into()))?
     }
 }
 

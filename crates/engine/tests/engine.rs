@@ -3,12 +3,15 @@
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use countersign_audit::verify_chain;
+use countersign_audit::AuditRecord;
+use countersign_audit::note::SigningKey;
 use countersign_core::{
     Action, Attempt, Decision, GrantStatus, Principal, PrincipalKind, RequestStatus, Resource,
     VoteError,
 };
-use countersign_engine::{CheckOutcome, Engine, EngineConfig, EngineError, RequestFilter};
+use countersign_engine::{
+    AuditSigning, CheckOutcome, Engine, EngineConfig, EngineError, RequestFilter,
+};
 use countersign_policy::LoadedPolicies;
 use countersign_store::testing::TestDb;
 use countersign_store::{Backend, Store, StoreOptions};
@@ -63,6 +66,27 @@ countersign_store::both_backends!(
     locked_database_denies_then_recovers,
 );
 
+async fn verified_records(engine: impl std::borrow::Borrow<Engine>) -> Vec<AuditRecord> {
+    let engine = engine.borrow();
+    engine.checkpoint().await.unwrap();
+    let summary = engine
+        .verify_log(vec![engine.verifier_key()])
+        .await
+        .unwrap()
+        .unwrap();
+    let records = engine.audit_records(0, 10_000).await.unwrap();
+    assert_eq!(summary.events, records.len() as u64);
+    records
+}
+
+/// One signing key for every engine of the test process, so a log stays verifiable across
+/// restarts as it does with a key file.
+fn signing() -> AuditSigning {
+    static KEY: std::sync::OnceLock<SigningKey> = std::sync::OnceLock::new();
+    let key = KEY.get_or_init(|| SigningKey::generate("test.example/countersign").unwrap());
+    AuditSigning::new("test.example/countersign", key.clone(), None)
+}
+
 fn policies() -> LoadedPolicies {
     LoadedPolicies::from_sources(&[("test.cedar", POLICIES)]).unwrap()
 }
@@ -74,6 +98,7 @@ async fn start(db: &TestDb) -> Engine {
         policies(),
         EngineConfig {
             public_url: "http://review.test".into(),
+            audit: signing(),
         },
     )
     .await
@@ -132,9 +157,10 @@ fn pending_id(outcome: &CheckOutcome) -> String {
     }
 }
 
+/// Signs what is logged, verifies the whole log as an auditor would (every leaf, the tree,
+/// every checkpoint's signature), and lists the event kinds in order.
 async fn audit_kinds(engine: &Engine) -> Vec<String> {
-    let records = engine.audit_records(0, 10_000).await.unwrap();
-    verify_chain(&records).unwrap();
+    let records = verified_records(engine).await;
     records
         .iter()
         .map(|r| {
@@ -508,8 +534,7 @@ async fn requests_expire_on_time_and_across_a_restart(backend: Backend) {
         RequestStatus::Pending,
         "pending requests survive a restart"
     );
-    let records = engine.audit_records(0, 10_000).await.unwrap();
-    verify_chain(&records).unwrap();
+    let records = verified_records(engine.clone()).await;
     assert!(
         records
             .iter()
@@ -536,6 +561,7 @@ async fn store_failure_denies(backend: Backend) {
         policies(),
         EngineConfig {
             public_url: "http://x".into(),
+            audit: signing(),
         },
     )
     .await
@@ -639,6 +665,7 @@ async fn locked_database_denies_then_recovers(backend: Backend) {
         policies(),
         EngineConfig {
             public_url: "http://x".into(),
+            audit: signing(),
         },
     )
     .await

@@ -105,6 +105,7 @@ async fn start_gateway(url: &str) -> Gateway {
         policies,
         EngineConfig {
             public_url: "http://127.0.0.1:8480".into(),
+            audit: countersign_engine::AuditSigning::ephemeral("test.example/countersign").unwrap(),
         },
     )
     .await
@@ -138,7 +139,7 @@ async fn start_gateway(url: &str) -> Gateway {
 
 impl Gateway {
     async fn audit_events(&self) -> u64 {
-        self.engine.audit_head().await.expect("audit head").next_seq
+        self.engine.audit_size().await.expect("audit size")
     }
 
     async fn shutdown(mut self) {

@@ -42,6 +42,37 @@ fn json_error(rejection: JsonRejection) -> ApiError {
     }
 }
 
+/// A JSON body that may be left out: an empty body gives `T::default()`.
+#[derive(Debug)]
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| {
+                let status = rejection.status();
+                if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        status,
+                        "payload_too_large",
+                        "request body is larger than the configured limit",
+                    )
+                } else {
+                    ApiError::new(status, "invalid_request", rejection.body_text())
+                }
+            })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJsonBody(T::default()));
+        }
+        serde_json::from_slice(&bytes)
+            .map(OptionalJsonBody)
+            .map_err(|e| ApiError::bad_request("invalid_request", format!("request body: {e}")))
+    }
+}
+
 /// Query parameters; unparseable ones get a precise error.
 #[derive(Debug)]
 pub struct Params<T>(pub T);

@@ -78,6 +78,10 @@ pub fn router(engine: Engine, config: ServerConfig) -> Router {
         .route("/v1/grants/{id}/revoke", post(routes::grants::revoke))
         .route("/v1/audit", get(routes::audit::list))
         .route("/v1/audit/checkpoint", get(routes::audit::checkpoint))
+        .route("/v1/audit/proof/{seq}", get(routes::audit::proof))
+        .route("/v1/audit/consistency", get(routes::audit::consistency))
+        .route("/v1/audit/public-key", get(routes::audit::public_key))
+        .route("/v1/audit/rotate-key", post(routes::audit::rotate_key))
         .route("/v1/policies", get(routes::policies::show))
         .route("/v1/policies/reload", post(routes::policies::reload))
         .route("/v1/whoami", get(routes::ops::whoami))
@@ -86,6 +90,7 @@ pub fn router(engine: Engine, config: ServerConfig) -> Router {
         .route("/readyz", get(routes::ops::readyz))
         .route("/metrics", get(routes::ops::metrics))
         .fallback(routes::ops::not_found)
+        .method_not_allowed_fallback(routes::ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }

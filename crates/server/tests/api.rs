@@ -3,6 +3,8 @@
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use countersign_audit::merkle::{self, Frontier};
+use countersign_audit::note::{Checkpoint, VerifierKey};
 use countersign_core::{Principal, PrincipalKind};
 use countersign_engine::{Engine, EngineConfig};
 use countersign_policy::LoadedPolicies;
@@ -44,6 +46,7 @@ countersign_store::both_backends!(
 
 struct Gateway {
     url: String,
+    engine: Engine,
     http: reqwest::Client,
     store: Store,
     policy_text: Arc<Mutex<String>>,
@@ -80,6 +83,7 @@ async fn gateway(backend: Backend) -> Gateway {
         source().unwrap(),
         EngineConfig {
             public_url: "http://gateway.test".into(),
+            audit: countersign_engine::AuditSigning::ephemeral("test.example/countersign").unwrap(),
         },
     )
     .await
@@ -101,7 +105,7 @@ async fn gateway(backend: Backend) -> Gateway {
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let router = countersign_server::router(engine, config);
+    let router = countersign_server::router(engine.clone(), config);
     tokio::spawn(countersign_server::serve(
         listener,
         router,
@@ -109,6 +113,7 @@ async fn gateway(backend: Backend) -> Gateway {
     ));
     Gateway {
         url,
+        engine,
         http: reqwest::Client::new(),
         store,
         policy_text,
@@ -271,6 +276,20 @@ async fn malformed_and_hostile_bodies_get_precise_errors(backend: Backend) {
             "invalid_request",
         ),
     ];
+    let mut deep = json!("x");
+    for _ in 0..65 {
+        deep = json!([deep]);
+    }
+    let cases = cases.into_iter().chain([
+        (
+            json!({"action": "db.read", "resource": {"type": "Database", "id": "p"}, "payload": deep}),
+            "invalid_request",
+        ),
+        (
+            json!({"action": "db.read", "resource": {"type": "Database", "id": "p"}, "payload": 1, "on_behalf_of": "a b"}),
+            "invalid_request",
+        ),
+    ]);
     for (body, expected) in cases {
         let (s, v) = g.post("/v1/attempts", AGENT, body.clone()).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{body} → {v}");
@@ -278,7 +297,7 @@ async fn malformed_and_hostile_bodies_get_precise_errors(backend: Backend) {
     }
     // Nothing of the above reached the audit log, and the gateway still serves.
     assert_eq!(
-        g.store.audit_head().await.unwrap().next_seq,
+        g.store.audit_size().await.unwrap(),
         1,
         "only the policy load"
     );
@@ -373,7 +392,7 @@ async fn self_approval_is_refused_on_every_route(backend: Backend) {
         )
         .await;
     assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "self_approval"));
-    for token in [EVE, AUDITOR, ADMIN] {
+    for token in [AUDITOR, ADMIN] {
         let (s, v) = g
             .post(
                 &format!("/v1/requests/{id2}/votes"),
@@ -387,6 +406,19 @@ async fn self_approval_is_refused_on_every_route(backend: Backend) {
             "{token}"
         );
     }
+    // Someone who may not even read the request learns nothing, not even that it exists.
+    let (s, v) = g
+        .post(
+            &format!("/v1/requests/{id2}/votes"),
+            EVE,
+            json!({"decision": "approve"}),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "not_found"));
+    let (s, v) = g
+        .post(&format!("/v1/requests/{id2}/cancel"), EVE, json!({}))
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "not_found"));
     for id in [&id, &id2] {
         let (_, v) = g.get(&format!("/v1/requests/{id}"), AUDITOR).await;
         assert_eq!(v["status"], "pending");
@@ -544,12 +576,97 @@ async fn audit_log_is_for_auditors_and_verifies(backend: Backend) {
         attempt["policy_version"],
         events[0]["event"]["policy_version"]
     );
-    let records = g.store.audit_records(0, 100).await.unwrap();
-    let head = countersign_audit::verify_chain(&records).unwrap();
-    let (_, cp) = g.get("/v1/audit/checkpoint", AUDITOR).await;
+    // Sign what is there, then check the checkpoint, an inclusion and a consistency proof
+    // exactly as a third party would: with nothing but the verifier key.
+    g.engine.checkpoint().await.unwrap();
+    let (s, cp) = g.get("/v1/audit/checkpoint", AUDITOR).await;
+    assert_eq!(s, StatusCode::OK, "{cp}");
     assert_eq!(cp["size"], 2);
-    assert_eq!(cp["head_hash"], hex::encode(head.hash));
-    assert_eq!(events[1]["hash"], hex::encode(head.hash));
+    let key = VerifierKey::parse(cp["verifier_key"].as_str().unwrap()).unwrap();
+    let (_, pk) = g.get("/v1/audit/public-key", AGENT).await;
+    assert_eq!(pk["verifier_key"], cp["verifier_key"]);
+    let checkpoint = Checkpoint::open(
+        cp["note"].as_str().unwrap(),
+        &key,
+        Some("test.example/countersign"),
+    )
+    .unwrap();
+    let records = g.store.audit_records(0, 100).await.unwrap();
+    let mut frontier = Frontier::new();
+    for r in &records {
+        assert_eq!(r.leaf_hash, merkle::leaf_hash(r.event_json.as_bytes()));
+        frontier.push(r.leaf_hash);
+    }
+    assert_eq!(checkpoint.root, frontier.root());
+    assert_eq!(events[1]["leaf_hash"], hex::encode(records[1].leaf_hash));
+
+    let (s, p) = g.get("/v1/audit/proof/1", AUDITOR).await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    let path: Vec<merkle::Hash> = p["path"].as_array().unwrap().iter().map(b64).collect();
+    let leaf = merkle::leaf_hash(p["event"].as_str().unwrap().as_bytes());
+    merkle::verify_inclusion(1, 2, &leaf, &path, &checkpoint.root).unwrap();
+    assert!(merkle::verify_inclusion(0, 2, &leaf, &path, &checkpoint.root).is_err());
+
+    let (s, c) = g.get("/v1/audit/consistency?from=1", AUDITOR).await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    let proof: Vec<merkle::Hash> = c["proof"].as_array().unwrap().iter().map(b64).collect();
+    let mut first = Frontier::new();
+    first.push(records[0].leaf_hash);
+    merkle::verify_consistency(1, 2, &first.root(), &checkpoint.root, &proof).unwrap();
+
+    for (path, status, expected) in [
+        (
+            "/v1/audit/proof/99",
+            StatusCode::CONFLICT,
+            "not_checkpointed",
+        ),
+        (
+            "/v1/audit/proof/abc",
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/v1/audit/consistency?from=0",
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/v1/audit/consistency?from=3&to=2",
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+    ] {
+        let (s, v) = g.get(path, AUDITOR).await;
+        assert_eq!((s, code(&v)), (status, expected), "{path}: {v}");
+    }
+    let (s, v) = g.get("/v1/audit/proof/1", AGENT).await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "forbidden"));
+
+    // Rotation: administrators only; the old key signs the announcement, the new key what follows.
+    let (s, v) = g.post("/v1/audit/rotate-key", ALICE, json!({})).await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "forbidden"));
+    let (s, v) = g.post("/v1/audit/rotate-key", ADMIN, json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let new_key = VerifierKey::parse(v["verifier_key"].as_str().unwrap()).unwrap();
+    assert_ne!(new_key, key);
+    let (_, cp) = g.get("/v1/audit/checkpoint", AUDITOR).await;
+    assert_eq!(cp["size"], 3, "the rotation event is covered at once");
+    Checkpoint::open(cp["note"].as_str().unwrap(), &key, None).unwrap();
+    g.attempt(AGENT, json!({"action": "db.read", "resource": {"type": "Database", "id": "p"}, "payload": "SELECT 2"})).await;
+    g.engine.checkpoint().await.unwrap();
+    let (_, cp) = g.get("/v1/audit/checkpoint", AUDITOR).await;
+    assert_eq!(cp["size"], 4);
+    Checkpoint::open(cp["note"].as_str().unwrap(), &new_key, None).unwrap();
+    assert!(Checkpoint::open(cp["note"].as_str().unwrap(), &key, None).is_err());
+}
+
+fn b64(v: &Value) -> merkle::Hash {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(v.as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap()
 }
 
 async fn broken_reload_is_refused_and_the_old_set_stays(backend: Backend) {
@@ -613,6 +730,21 @@ async fn store_failure_denies_and_readiness_fails(backend: Backend) {
 }
 
 async fn operational_endpoints(backend: Backend) {
+    let g = gateway(backend).await;
+    let (s, v) = g.call("DELETE", "/v1/attempts", Some(AGENT), None).await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    );
+    let big = "x".repeat(64 * 1024);
+    let (s, v) = g
+        .post("/v1/grants/none/revoke", ADMIN, json!({ "reason": big }))
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+    );
+    drop(g);
     let g = gateway(backend).await;
     g.attempt(AGENT, json!({"action": "db.read", "resource": {"type": "Database", "id": "p"}, "payload": "SELECT 1"})).await;
     let (s, v) = g.call("GET", "/v1/openapi.json", None, None).await;

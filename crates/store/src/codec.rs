@@ -2,6 +2,7 @@
 
 use crate::{PolicyVersionRecord, Result, StoreError};
 use countersign_audit::AuditRecord;
+use countersign_audit::merkle::NodeId;
 use countersign_core::{
     ApprovalRequest, Grant, GrantStatus, PayloadDigest, PrincipalRef, RequestStatus, Timestamp,
     Vote,
@@ -60,22 +61,25 @@ pub(crate) async fn load_request(
     Ok(Some(request))
 }
 
-/// The id of the newest pending request of `principal` for exactly this payload.
+/// The id of the newest pending request of `principal` for exactly this payload that has not
+/// passed its deadline (one past it is only waiting for the expiry sweep).
 pub(crate) async fn pending_request_id(
     conn: &mut AnyConnection,
     principal: &PrincipalRef,
     on_behalf_of: Option<&str>,
     digest: &PayloadDigest,
+    now: Timestamp,
 ) -> Result<Option<String>> {
     let row = sqlx::query(
         "SELECT id FROM requests WHERE principal_kind = $1 AND principal_id = $2 \
          AND digest = $3 AND status = 'pending' AND COALESCE(on_behalf_of, '') = $4 \
-         ORDER BY created_at DESC LIMIT 1",
+         AND expires_at > $5 ORDER BY created_at DESC LIMIT 1",
     )
     .bind(principal.kind.as_str())
     .bind(&principal.id)
     .bind(digest.to_hex())
     .bind(on_behalf_of.unwrap_or(""))
+    .bind(now.millis())
     .fetch_optional(&mut *conn)
     .await?;
     Ok(match row {
@@ -96,8 +100,27 @@ pub(crate) fn audit_from_row(row: &AnyRow) -> Result<AuditRecord> {
     Ok(AuditRecord {
         seq: seq_from_db(row.try_get("seq")?)?,
         event_json: row.try_get("event")?,
-        prev_hash: hash_from_hex(&row.try_get::<String, _>("prev_hash")?)?,
-        hash: hash_from_hex(&row.try_get::<String, _>("hash")?)?,
+        leaf_hash: hash_from_hex(&row.try_get::<String, _>("leaf_hash")?)?,
+    })
+}
+
+/// Bits of a node key that hold the index; the level sits above them.
+const NODE_INDEX_BITS: u32 = 48;
+
+/// One integer per stored Merkle node, `level << 48 | index`, so a proof's nodes are fetched
+/// with a single `IN (…)` on the primary key.
+pub(crate) fn node_key(id: NodeId) -> Result<i64> {
+    if id.level > 63 || id.index >= 1 << NODE_INDEX_BITS {
+        return Err(corrupt("Merkle node id", format!("{id:?}")));
+    }
+    Ok((i64::from(id.level) << NODE_INDEX_BITS) | i64::try_from(id.index).unwrap_or(0))
+}
+
+pub(crate) fn node_from_key(key: i64) -> Result<NodeId> {
+    let key = u64::try_from(key).map_err(|_| corrupt("Merkle node key", key))?;
+    Ok(NodeId {
+        level: u32::try_from(key >> NODE_INDEX_BITS).unwrap_or(u32::MAX),
+        index: key & ((1 << NODE_INDEX_BITS) - 1),
     })
 }
 

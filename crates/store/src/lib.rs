@@ -12,12 +12,14 @@ mod tx;
 
 pub use tx::StoreTx;
 
-use countersign_audit::{AuditRecord, ChainHead};
+use countersign_audit::AuditRecord;
+use countersign_audit::merkle::{self, Frontier, Hash, NodeId};
 use countersign_core::{
     ApprovalRequest, Grant, PayloadDigest, PrincipalRef, RequestStatus, Timestamp,
 };
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor, Row};
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Once;
 use std::time::Duration;
@@ -50,6 +52,10 @@ pub enum StoreError {
         "database schema is at version {found}, newer than this build understands ({known}); upgrade countersign"
     )]
     SchemaTooNew { found: i64, known: i64 },
+    #[error(
+        "the database was not created by this version of countersign: {detail}; keep it aside and start with an empty database"
+    )]
+    UnknownSchema { detail: String },
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -151,6 +157,11 @@ impl Store {
                 Box::pin(async move {
                     let sql = format!("SET lock_timeout = {lock_ms}");
                     conn.execute(sqlx::AssertSqlSafe(sql)).await?;
+                    // A statement or an open transaction that hangs (a stuck server, a lost
+                    // network) fails instead of holding the writer.
+                    conn.execute("SET statement_timeout = 30000").await?;
+                    conn.execute("SET idle_in_transaction_session_timeout = 60000")
+                        .await?;
                     Ok(())
                 })
             }),
@@ -180,17 +191,35 @@ impl Store {
         sqlx::raw_sql(schema::BOOKKEEPING)
             .execute(&self.pool)
             .await?;
-        let applied: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM schema_migrations")
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("v")?;
-        let applied = applied.unwrap_or(0);
-        let known = schema::MIGRATIONS.last().map_or(0, |m| m.version);
-        if applied > known {
-            return Err(StoreError::SchemaTooNew {
-                found: applied,
-                known,
-            });
+        // Every applied migration must be the one this build knows, byte for byte.
+        let rows = sqlx::query("SELECT version, checksum FROM schema_migrations ORDER BY version")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|_| StoreError::UnknownSchema {
+                detail: "its migration table has no checksums (a pre-release build made it)".into(),
+            })?;
+        let mut applied = 0;
+        for row in &rows {
+            let version: i64 = row.try_get("version")?;
+            let checksum: String = row.try_get("checksum")?;
+            match schema::MIGRATIONS.iter().find(|m| m.version == version) {
+                Some(m) if m.checksum() == checksum => applied = version,
+                Some(m) => {
+                    return Err(StoreError::UnknownSchema {
+                        detail: format!(
+                            "migration {version} ({}) was applied by a build with other SQL",
+                            m.name
+                        ),
+                    });
+                }
+                None => {
+                    let known = schema::MIGRATIONS.last().map_or(0, |m| m.version);
+                    return Err(StoreError::SchemaTooNew {
+                        found: version,
+                        known,
+                    });
+                }
+            }
         }
         for m in schema::MIGRATIONS.iter().filter(|m| m.version > applied) {
             let fail = |source| StoreError::Migration {
@@ -208,10 +237,12 @@ impl Store {
                 .await
                 .map_err(fail)?;
             sqlx::query(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                "INSERT INTO schema_migrations (version, name, checksum, applied_at) \
+                 VALUES ($1, $2, $3, $4)",
             )
             .bind(m.version)
             .bind(m.name)
+            .bind(m.checksum())
             .bind(now_millis())
             .execute(&mut *tx)
             .await
@@ -242,9 +273,10 @@ impl Store {
         principal: &PrincipalRef,
         on_behalf_of: Option<&str>,
         digest: &PayloadDigest,
+        now: Timestamp,
     ) -> Result<Option<ApprovalRequest>> {
         let mut conn = self.pool.acquire().await?;
-        match codec::pending_request_id(&mut conn, principal, on_behalf_of, digest).await? {
+        match codec::pending_request_id(&mut conn, principal, on_behalf_of, digest, now).await? {
             Some(id) => codec::load_request(&mut conn, &id).await,
             None => Ok(None),
         }
@@ -382,28 +414,120 @@ impl Store {
         Ok(t.map(Timestamp))
     }
 
-    /// The end of the audit chain: where the next record goes.
-    pub async fn audit_head(&self) -> Result<ChainHead> {
-        let row = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&self.pool)
+    /// How many audit records there are (the next record's sequence number).
+    pub async fn audit_size(&self) -> Result<u64> {
+        let row = sqlx::query("SELECT MAX(seq) AS seq FROM audit_events")
+            .fetch_one(&self.pool)
             .await?;
-        match row {
-            None => Ok(ChainHead::EMPTY),
-            Some(row) => {
-                let seq: i64 = row.try_get("seq")?;
-                let hash: String = row.try_get("hash")?;
-                Ok(ChainHead {
-                    next_seq: codec::seq_from_db(seq)? + 1,
-                    hash: codec::hash_from_hex(&hash)?,
+        match row.try_get::<Option<i64>, _>("seq")? {
+            Some(seq) => Ok(codec::seq_from_db(seq)? + 1),
+            None => Ok(0),
+        }
+    }
+
+    /// The Merkle tree's right edge at its current size, read from the stored nodes.
+    pub async fn audit_frontier(&self) -> Result<Frontier> {
+        let size = self.audit_size().await?;
+        let ids = merkle::frontier_nodes(size);
+        let nodes = self.audit_nodes(&ids).await?;
+        let subtrees = ids
+            .iter()
+            .map(|id| {
+                nodes.get(id).copied().ok_or_else(|| StoreError::Corrupt {
+                    what: "audit tree",
+                    detail: format!("node {id:?} of the tree of size {size} is missing"),
                 })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Frontier::from_parts(size, subtrees).map_err(|e| StoreError::Corrupt {
+            what: "audit tree",
+            detail: e.to_string(),
+        })
+    }
+
+    /// The stored hashes of the given complete subtrees (leaves included), in one query per
+    /// kind. Missing ones are simply absent from the map.
+    pub async fn audit_nodes(&self, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>> {
+        let mut out = HashMap::with_capacity(ids.len());
+        let (leaves, inner): (Vec<&NodeId>, Vec<&NodeId>) =
+            ids.iter().partition(|id| id.level == 0);
+        if !leaves.is_empty() {
+            let sql = in_list(
+                "SELECT seq AS k, leaf_hash AS h FROM audit_events WHERE seq IN ",
+                leaves.len(),
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in &leaves {
+                query = query.bind(codec::seq_to_db(id.index)?);
             }
+            for row in query.fetch_all(&self.pool).await? {
+                let seq = codec::seq_from_db(row.try_get("k")?)?;
+                out.insert(
+                    NodeId {
+                        level: 0,
+                        index: seq,
+                    },
+                    codec::hash_from_hex(&row.try_get::<String, _>("h")?)?,
+                );
+            }
+        }
+        if !inner.is_empty() {
+            let sql = in_list(
+                "SELECT node_key AS k, hash AS h FROM audit_nodes WHERE node_key IN ",
+                inner.len(),
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in &inner {
+                query = query.bind(codec::node_key(**id)?);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                let id = codec::node_from_key(row.try_get("k")?)?;
+                out.insert(id, codec::hash_from_hex(&row.try_get::<String, _>("h")?)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The newest signed checkpoint: its tree size and note.
+    pub async fn latest_checkpoint(&self) -> Result<Option<(u64, String)>> {
+        let row =
+            sqlx::query("SELECT size, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|r| Ok((codec::seq_from_db(r.try_get("size")?)?, r.try_get("note")?)))
+            .transpose()
+    }
+
+    /// Signed checkpoints with `from <= size <= to`, smallest first.
+    pub async fn checkpoints(&self, from: u64, to: u64) -> Result<Vec<(u64, String)>> {
+        let rows = sqlx::query(
+            "SELECT size, note FROM audit_checkpoints WHERE size >= $1 AND size <= $2 ORDER BY size",
+        )
+        .bind(codec::seq_to_db(from)?)
+        .bind(codec::seq_to_db(to)?)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((codec::seq_from_db(r.try_get("size")?)?, r.try_get("note")?)))
+            .collect()
+    }
+
+    /// The first audit sequence number at or after `time`, for exports by date.
+    pub async fn audit_seq_at(&self, time: Timestamp) -> Result<u64> {
+        let row = sqlx::query("SELECT MIN(seq) AS seq FROM audit_events WHERE time >= $1")
+            .bind(time.millis())
+            .fetch_one(&self.pool)
+            .await?;
+        match row.try_get::<Option<i64>, _>("seq")? {
+            Some(seq) => codec::seq_from_db(seq),
+            None => self.audit_size().await,
         }
     }
 
     /// Audit records with `seq >= from`, in order, at most `limit`.
     pub async fn audit_records(&self, from: u64, limit: u32) -> Result<Vec<AuditRecord>> {
         let rows = sqlx::query(
-            "SELECT seq, event, prev_hash, hash FROM audit_events WHERE seq >= $1 ORDER BY seq LIMIT $2",
+            "SELECT seq, event, leaf_hash FROM audit_events WHERE seq >= $1 ORDER BY seq LIMIT $2",
         )
         .bind(i64::try_from(from).unwrap_or(i64::MAX))
         .bind(i64::from(limit))
@@ -415,7 +539,7 @@ impl Store {
     /// Audit records that concern one request, in order.
     pub async fn audit_records_for_request(&self, request_id: &str) -> Result<Vec<AuditRecord>> {
         let rows = sqlx::query(
-            "SELECT seq, event, prev_hash, hash FROM audit_events WHERE request_id = $1 ORDER BY seq",
+            "SELECT seq, event, leaf_hash FROM audit_events WHERE request_id = $1 ORDER BY seq",
         )
         .bind(request_id)
         .fetch_all(&self.pool)
@@ -433,6 +557,21 @@ impl Store {
         .await?;
         rows.iter().map(codec::policy_version_from_row).collect()
     }
+}
+
+/// `prefix` followed by `($1, $2, …, $n)`.
+fn in_list(prefix: &str, n: usize) -> String {
+    let mut sql = String::with_capacity(prefix.len() + n * 5 + 2);
+    sql.push_str(prefix);
+    sql.push('(');
+    for i in 1..=n {
+        if i > 1 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("${i}"));
+    }
+    sql.push(')');
+    sql
 }
 
 fn normalise_url(url: &str) -> Result<(Backend, String)> {

@@ -15,6 +15,18 @@ pub(crate) struct Migration {
 }
 
 impl Migration {
+    /// SHA-256 of everything the migration runs, so a database migrated by another build of the
+    /// same version is recognised instead of silently misread.
+    pub fn checksum(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for part in [self.common, self.sqlite, self.postgres] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part.as_bytes());
+        }
+        hex::encode(h.finalize())
+    }
+
     pub fn backend_sql(&self, backend: Backend) -> &'static str {
         match backend {
             Backend::Sqlite => self.sqlite,
@@ -26,6 +38,7 @@ impl Migration {
 pub(crate) const BOOKKEEPING: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
     version BIGINT PRIMARY KEY,
     name TEXT NOT NULL,
+    checksum TEXT NOT NULL,
     applied_at BIGINT NOT NULL
 )";
 
@@ -55,6 +68,8 @@ CREATE TABLE requests (
 );
 CREATE INDEX requests_by_status ON requests (status, expires_at);
 CREATE INDEX requests_by_principal ON requests (principal_kind, principal_id, digest, status);
+CREATE INDEX requests_by_created ON requests (created_at);
+CREATE INDEX requests_by_on_behalf_of ON requests (on_behalf_of);
 CREATE TABLE request_groups (
     request_id TEXT NOT NULL REFERENCES requests (id),
     group_name TEXT NOT NULL,
@@ -83,6 +98,8 @@ CREATE TABLE grants (
     body TEXT NOT NULL
 );
 CREATE INDEX grants_by_status ON grants (status, expires_at);
+CREATE INDEX grants_by_request ON grants (request_id);
+CREATE INDEX grants_by_principal ON grants (principal_kind, principal_id, issued_at);
 CREATE TABLE audit_events (
     seq BIGINT PRIMARY KEY,
     time BIGINT NOT NULL,
@@ -90,15 +107,32 @@ CREATE TABLE audit_events (
     request_id TEXT,
     grant_id TEXT,
     event TEXT NOT NULL,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
+    leaf_hash TEXT NOT NULL
 );
 CREATE INDEX audit_events_by_request ON audit_events (request_id);
+CREATE INDEX audit_events_by_time ON audit_events (time);
+CREATE TABLE audit_nodes (
+    node_key BIGINT PRIMARY KEY,
+    hash TEXT NOT NULL
+);
+CREATE TABLE audit_checkpoints (
+    size BIGINT PRIMARY KEY,
+    created_at BIGINT NOT NULL,
+    note TEXT NOT NULL
+);
 ",
     sqlite: "
 CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
 BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
 CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
+CREATE TRIGGER audit_nodes_no_update BEFORE UPDATE ON audit_nodes
+BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
+CREATE TRIGGER audit_nodes_no_delete BEFORE DELETE ON audit_nodes
+BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
+CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
+CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
 BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
 ",
     postgres: "
@@ -106,5 +140,15 @@ CREATE FUNCTION countersign_audit_append_only() RETURNS trigger LANGUAGE plpgsql
 BEGIN RAISE EXCEPTION 'audit events are append-only'; END $$;
 CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events
 FOR EACH ROW EXECUTE FUNCTION countersign_audit_append_only();
+CREATE TRIGGER audit_nodes_append_only BEFORE UPDATE OR DELETE ON audit_nodes
+FOR EACH ROW EXECUTE FUNCTION countersign_audit_append_only();
+CREATE TRIGGER audit_checkpoints_append_only BEFORE UPDATE OR DELETE ON audit_checkpoints
+FOR EACH ROW EXECUTE FUNCTION countersign_audit_append_only();
+CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
+FOR EACH STATEMENT EXECUTE FUNCTION countersign_audit_append_only();
+CREATE TRIGGER audit_nodes_no_truncate BEFORE TRUNCATE ON audit_nodes
+FOR EACH STATEMENT EXECUTE FUNCTION countersign_audit_append_only();
+CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints
+FOR EACH STATEMENT EXECUTE FUNCTION countersign_audit_append_only();
 ",
 }];

@@ -3,6 +3,7 @@
 use crate::codec::{self, to_json};
 use crate::{Result, now_millis};
 use countersign_audit::AuditRecord;
+use countersign_audit::merkle::{Hash, NodeId};
 use countersign_core::{
     ApprovalRequest, Grant, GrantStatus, PayloadDigest, PrincipalRef, RequestStatus, Timestamp,
     Vote,
@@ -18,17 +19,17 @@ pub type AuditRow<'a> = (
     Option<&'a str>,
 );
 
-/// Up to this many audit rows go in one `INSERT` of exactly that many rows; larger sets are cut
-/// into chunks of `SMALL_INSERT_ROWS << k` rows first. So a typical batch costs one statement,
-/// any batch a handful, and there are at most 67 distinct statements (prepared once each).
+/// Up to this many rows go in one `INSERT` of exactly that many rows; larger sets are cut into
+/// chunks of `SMALL_INSERT_ROWS << k` rows first. So a typical batch costs one statement, any
+/// batch a handful, and each table has at most 67 distinct statements (prepared once each).
 const SMALL_INSERT_ROWS: usize = 64;
 
-/// Most audit rows in one `INSERT`: 8 bound parameters each, far below SQLite's limit of 32766
+/// Most rows in one `INSERT`: at 7 bound parameters a row, far below SQLite's limit of 32766
 /// and PostgreSQL's of 65535 parameters per statement.
 const MAX_INSERT_ROWS: usize = 512;
 
 /// How many of `remaining` rows the next `INSERT` takes.
-fn audit_chunk(remaining: usize) -> usize {
+fn insert_chunk(remaining: usize) -> usize {
     if remaining <= SMALL_INSERT_ROWS {
         remaining
     } else {
@@ -38,42 +39,76 @@ fn audit_chunk(remaining: usize) -> usize {
     }
 }
 
-/// `INSERT INTO audit_events … VALUES (…), (…), …` for `rows` rows, `rows` a size
-/// [`audit_chunk`] returns. Built once per size.
-fn audit_insert_sql(rows: usize) -> &'static str {
-    use std::sync::OnceLock;
-    const LARGE: usize = (MAX_INSERT_ROWS / SMALL_INSERT_ROWS).trailing_zeros() as usize;
-    static SMALL: [OnceLock<String>; SMALL_INSERT_ROWS] =
-        [const { OnceLock::new() }; SMALL_INSERT_ROWS];
-    static BIG: [OnceLock<String>; LARGE] = [const { OnceLock::new() }; LARGE];
-    let slot = if rows <= SMALL_INSERT_ROWS {
-        &SMALL[rows - 1]
-    } else {
-        debug_assert!(rows.is_power_of_two() && rows <= MAX_INSERT_ROWS);
-        &BIG[(rows / SMALL_INSERT_ROWS).trailing_zeros() as usize - 1]
-    };
-    let sql = slot.get_or_init(|| {
-        use std::fmt::Write;
-        let mut sql = String::with_capacity(96 + rows * 48);
-        sql.push_str(
-            "INSERT INTO audit_events (seq, time, kind, request_id, grant_id, event, prev_hash, hash) VALUES ",
-        );
-        for row in 0..rows {
-            if row > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('(');
-            for col in 1..=8 {
-                if col > 1 {
+const LARGE_SIZES: usize = (MAX_INSERT_ROWS / SMALL_INSERT_ROWS).trailing_zeros() as usize;
+
+/// A multi-row `INSERT` into one table, its SQL built once per row count.
+struct MultiInsert {
+    /// `INSERT INTO table (col, …) VALUES `
+    head: &'static str,
+    columns: usize,
+    small: [std::sync::OnceLock<String>; SMALL_INSERT_ROWS],
+    large: [std::sync::OnceLock<String>; LARGE_SIZES],
+}
+
+impl MultiInsert {
+    const fn new(head: &'static str, columns: usize) -> MultiInsert {
+        MultiInsert {
+            head,
+            columns,
+            small: [const { std::sync::OnceLock::new() }; SMALL_INSERT_ROWS],
+            large: [const { std::sync::OnceLock::new() }; LARGE_SIZES],
+        }
+    }
+
+    /// The statement for `rows` rows, `rows` a size [`insert_chunk`] returns.
+    fn sql(&'static self, rows: usize) -> &'static str {
+        let slot = if rows <= SMALL_INSERT_ROWS {
+            &self.small[rows - 1]
+        } else {
+            debug_assert!(rows.is_power_of_two() && rows <= MAX_INSERT_ROWS);
+            &self.large[(rows / SMALL_INSERT_ROWS).trailing_zeros() as usize - 1]
+        };
+        slot.get_or_init(|| {
+            use std::fmt::Write;
+            let mut sql = String::with_capacity(self.head.len() + rows * self.columns * 6);
+            sql.push_str(self.head);
+            for row in 0..rows {
+                if row > 0 {
                     sql.push_str(", ");
                 }
-                let _ = write!(sql, "${}", row * 8 + col);
+                sql.push('(');
+                for col in 1..=self.columns {
+                    if col > 1 {
+                        sql.push_str(", ");
+                    }
+                    let _ = write!(sql, "${}", row * self.columns + col);
+                }
+                sql.push(')');
             }
-            sql.push(')');
+            sql
+        })
+    }
+}
+
+static AUDIT_INSERT: MultiInsert = MultiInsert::new(
+    "INSERT INTO audit_events (seq, time, kind, request_id, grant_id, event, leaf_hash) VALUES ",
+    7,
+);
+
+static NODE_INSERT: MultiInsert =
+    MultiInsert::new("INSERT INTO audit_nodes (node_key, hash) VALUES ", 2);
+
+/// `rows` cut into the chunk sizes of [`insert_chunk`].
+fn chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
         }
-        sql
-    });
-    sql.as_str()
+        let (chunk, tail) = rest.split_at(insert_chunk(rest.len()));
+        rest = tail;
+        Some(chunk)
+    })
 }
 
 /// An open write transaction. Dropping it without [`StoreTx::commit`] rolls everything back.
@@ -127,8 +162,9 @@ impl StoreTx {
         principal: &PrincipalRef,
         on_behalf_of: Option<&str>,
         digest: &PayloadDigest,
+        now: Timestamp,
     ) -> Result<Option<ApprovalRequest>> {
-        match codec::pending_request_id(&mut self.tx, principal, on_behalf_of, digest).await? {
+        match codec::pending_request_id(&mut self.tx, principal, on_behalf_of, digest, now).await? {
             Some(id) => codec::load_request(&mut self.tx, &id).await,
             None => Ok(None),
         }
@@ -298,14 +334,11 @@ impl StoreTx {
     /// Appends several audit records, in the order given, each row being
     /// `(record, kind, time, request_id, grant_id)` as for [`StoreTx::append_audit`].
     ///
-    /// A batch of rows costs one statement up to 64 rows and a few beyond (see [`audit_chunk`]),
-    /// rather than one round trip to the database per event.
+    /// A batch of rows costs one statement up to 64 rows and a few beyond (see
+    /// [`insert_chunk`]), rather than one round trip to the database per event.
     pub async fn append_audits(&mut self, rows: &[AuditRow<'_>]) -> Result<()> {
-        let mut rest = rows;
-        while !rest.is_empty() {
-            let n = audit_chunk(rest.len());
-            let (chunk, tail) = rest.split_at(n);
-            let mut query = sqlx::query(audit_insert_sql(n));
+        for chunk in chunks(rows) {
+            let mut query = sqlx::query(AUDIT_INSERT.sql(chunk.len()));
             for &(record, kind, time, request_id, grant_id) in chunk {
                 query = query
                     .bind(codec::seq_to_db(record.seq)?)
@@ -314,12 +347,39 @@ impl StoreTx {
                     .bind(request_id)
                     .bind(grant_id)
                     .bind(record.event_json.as_str())
-                    .bind(hex::encode(record.prev_hash))
-                    .bind(hex::encode(record.hash));
+                    .bind(hex::encode(record.leaf_hash));
             }
             query.execute(&mut *self.tx).await?;
-            rest = tail;
         }
+        Ok(())
+    }
+
+    /// Stores complete Merkle subtree hashes above the leaves (level ≥ 1), so that proofs are
+    /// read, not recomputed. Leaf hashes live with their events.
+    pub async fn insert_nodes(&mut self, nodes: &[(NodeId, Hash)]) -> Result<()> {
+        for chunk in chunks(nodes) {
+            let mut query = sqlx::query(NODE_INSERT.sql(chunk.len()));
+            for (id, hash) in chunk {
+                query = query.bind(codec::node_key(*id)?).bind(hex::encode(hash));
+            }
+            query.execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Stores a signed checkpoint of the tree at `size`.
+    pub async fn insert_checkpoint(
+        &mut self,
+        size: u64,
+        created_at: Timestamp,
+        note: &str,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO audit_checkpoints (size, created_at, note) VALUES ($1, $2, $3)")
+            .bind(codec::seq_to_db(size)?)
+            .bind(created_at.millis())
+            .bind(note)
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 
@@ -356,23 +416,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn audit_inserts_cover_every_row_with_few_statements() {
+    fn inserts_cover_every_row_with_few_statements() {
         for n in 1..=3000 {
-            let (mut left, mut statements) = (n, 0);
-            while left > 0 {
-                let take = audit_chunk(left);
-                assert!(take >= 1 && take <= left && take <= MAX_INSERT_ROWS, "{n}");
-                let sql = audit_insert_sql(take);
+            let rows: Vec<usize> = (0..n).collect();
+            let mut covered = Vec::new();
+            let mut statements = 0;
+            for chunk in chunks(&rows) {
+                let take = chunk.len();
+                assert!((1..=MAX_INSERT_ROWS).contains(&take), "{n}");
+                let sql = AUDIT_INSERT.sql(take);
                 assert_eq!(sql.matches('(').count(), take + 1, "{n}");
-                assert!(sql.contains(&format!("${})", take * 8)), "{n}");
-                assert!(!sql.contains(&format!("${}", take * 8 + 1)), "{n}");
-                left -= take;
+                assert!(sql.contains(&format!("${})", take * 7)), "{n}");
+                assert!(!sql.contains(&format!("${}", take * 7 + 1)), "{n}");
+                covered.extend_from_slice(chunk);
                 statements += 1;
             }
+            assert_eq!(covered, rows, "{n}");
             if n <= SMALL_INSERT_ROWS {
                 assert_eq!(statements, 1, "{n}");
             }
             assert!(statements <= n / MAX_INSERT_ROWS + 4, "{n}: {statements}");
         }
+        assert!(NODE_INSERT.sql(3).ends_with("($5, $6)"));
     }
 }

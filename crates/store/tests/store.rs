@@ -2,7 +2,7 @@
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use countersign_audit::{AuditEvent, ChainHead, EventKind, link, verify_chain};
+use countersign_audit::{AuditEvent, EventKind, encode, merkle};
 use countersign_core::{
     Action, ApprovalRequest, ApprovalRule, Attempt, Decision, Grant, GrantShape, GrantStatus,
     PayloadDigest, PrincipalRef, RequestStatus, Requirements, Resource, Timestamp, Vote,
@@ -15,7 +15,7 @@ countersign_store::both_backends!(
     migrations_are_idempotent,
     request_round_trip_with_votes_and_settlement,
     grant_ends_exactly_once,
-    audit_chain_is_stored_and_append_only,
+    audit_tree_is_stored_and_append_only,
     listing_filters,
     deadlines_and_due_items,
     rolled_back_step_leaves_nothing,
@@ -27,7 +27,7 @@ fn request(id: &str, principal: &str, payload: &str, expires_at: i64) -> Approva
     let payload = serde_json::json!(payload);
     ApprovalRequest {
         id: id.into(),
-        digest: PayloadDigest::compute(&action, &[resources[0].reference()], &payload),
+        digest: PayloadDigest::compute(&action, &resources, &payload),
         attempt: Attempt {
             principal: PrincipalRef::agent(principal),
             on_behalf_of: None,
@@ -64,7 +64,7 @@ fn grant(id: &str, request: &ApprovalRequest, expires_at: i64) -> Grant {
         principal: request.attempt.principal.clone(),
         on_behalf_of: None,
         action: request.attempt.action.clone(),
-        resources: request.attempt.resource_refs(),
+        resources: request.attempt.resources.clone(),
         digest: request.digest,
         shape: GrantShape::Once,
         issued_at: Timestamp(0),
@@ -86,7 +86,7 @@ async fn migrations_are_idempotent(backend: Backend) {
     store.close().await;
     let again = Store::open(&db.url).await.unwrap();
     again.ping().await.unwrap();
-    assert_eq!(again.audit_head().await.unwrap(), ChainHead::EMPTY);
+    assert_eq!(again.audit_size().await.unwrap(), 0);
 }
 
 async fn request_round_trip_with_votes_and_settlement(backend: Backend) {
@@ -186,36 +186,67 @@ async fn grant_ends_exactly_once(backend: Backend) {
     );
 }
 
-async fn audit_chain_is_stored_and_append_only(backend: Backend) {
+async fn audit_tree_is_stored_and_append_only(backend: Backend) {
     let (_db, store) = open(backend).await;
-    let mut head = store.audit_head().await.unwrap();
+    assert_eq!(store.audit_size().await.unwrap(), 0);
+    let mut frontier = store.audit_frontier().await.unwrap();
     let mut tx = store.begin().await.unwrap();
-    for i in 0..5 {
+    for i in 0..13 {
         let mut e = AuditEvent::new(EventKind::Attempt, Timestamp(i));
         e.verdict = Some("allow".into());
-        let (record, next) = link(head, &e);
+        let record = encode(frontier.size(), &e);
+        let inner: Vec<_> = frontier
+            .push(record.leaf_hash)
+            .into_iter()
+            .filter(|(id, _)| id.level > 0)
+            .collect();
         tx.append_audit(&record, e.kind.as_str(), e.time, None, None)
             .await
             .unwrap();
-        head = next;
+        tx.insert_nodes(&inner).await.unwrap();
     }
+    tx.insert_checkpoint(13, Timestamp(99), "note")
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
-    assert_eq!(store.audit_head().await.unwrap(), head);
+
+    assert_eq!(store.audit_size().await.unwrap(), 13);
+    // The right edge comes back from stored nodes alone, as after a restart.
+    assert_eq!(store.audit_frontier().await.unwrap(), frontier);
     let records = store.audit_records(0, 100).await.unwrap();
-    assert_eq!(verify_chain(&records).unwrap(), head);
-    assert_eq!(store.audit_records(3, 100).await.unwrap().len(), 2);
+    assert_eq!(records.len(), 13);
+    for r in &records {
+        assert_eq!(r.leaf_hash, merkle::leaf_hash(r.event_json.as_bytes()));
+    }
+    assert_eq!(store.audit_records(10, 100).await.unwrap().len(), 3);
+    let ids = merkle::inclusion_nodes(5, 13).unwrap();
+    let nodes = store.audit_nodes(&ids).await.unwrap();
+    assert_eq!(nodes.len(), ids.len(), "every node a proof needs is stored");
+    let path = merkle::inclusion_proof(5, 13, &|id| nodes.get(&id).copied()).unwrap();
+    merkle::verify_inclusion(5, 13, &records[5].leaf_hash, &path, &frontier.root()).unwrap();
+    assert_eq!(
+        store.latest_checkpoint().await.unwrap(),
+        Some((13, "note".to_string()))
+    );
+    assert_eq!(store.checkpoints(1, 12).await.unwrap(), vec![]);
 
     for tamper in [
         "UPDATE audit_events SET kind = 'x' WHERE seq = 1",
         "DELETE FROM audit_events WHERE seq = 1",
+        "UPDATE audit_nodes SET hash = 'x'",
+        "DELETE FROM audit_checkpoints",
     ] {
         let err = store.exec_for_tests(tamper).await.unwrap_err();
         assert!(err.to_string().contains("append-only"), "{tamper}: {err}");
     }
-    assert_eq!(
-        verify_chain(&store.audit_records(0, 100).await.unwrap()).unwrap(),
-        head
-    );
+    if backend == Backend::Postgres {
+        let err = store
+            .exec_for_tests("TRUNCATE audit_events, audit_nodes, audit_checkpoints")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
+    }
+    assert_eq!(store.audit_records(0, 100).await.unwrap(), records);
 }
 
 async fn listing_filters(backend: Backend) {
@@ -269,14 +300,14 @@ async fn listing_filters(backend: Backend) {
 
     let r1 = request("r1", "etl", "a", 1_000);
     let found = store
-        .pending_request_for(&PrincipalRef::agent("etl"), None, &r1.digest)
+        .pending_request_for(&PrincipalRef::agent("etl"), None, &r1.digest, Timestamp(0))
         .await
         .unwrap();
     assert_eq!(found.map(|r| r.id).as_deref(), Some("r1"));
     let r2 = request("r2", "etl", "b", 2_000);
     assert!(
         store
-            .pending_request_for(&PrincipalRef::agent("etl"), None, &r2.digest)
+            .pending_request_for(&PrincipalRef::agent("etl"), None, &r2.digest, Timestamp(0))
             .await
             .unwrap()
             .is_none()

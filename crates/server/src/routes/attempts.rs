@@ -16,6 +16,26 @@ use std::collections::BTreeMap;
 const MAX_RESOURCES: usize = 64;
 const MAX_JUSTIFICATION: usize = 4096;
 const MAX_CONTEXT_ENTRIES: usize = 32;
+/// Deepest nesting of arrays and objects accepted in a payload. Stored requests wrap the
+/// payload in a few more levels, and everything must stay well inside what JSON readers
+/// accept (128 for serde_json), or a request could be written that can never be read back.
+const MAX_PAYLOAD_DEPTH: usize = 64;
+
+/// How deeply `value` nests arrays and objects (a scalar is 0).
+fn depth(value: &Value) -> usize {
+    // Iterative, so a hostile payload cannot exhaust the stack here either.
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        match v {
+            Value::Array(items) => stack.extend(items.iter().map(|i| (i, d + 1))),
+            Value::Object(map) => stack.extend(map.values().map(|i| (i, d + 1))),
+            _ => {}
+        }
+    }
+    deepest
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -151,25 +171,32 @@ fn validate(state: &ApiState, caller: &Caller, body: AttemptBody) -> ApiResult<A
             format!("justification is longer than {MAX_JUSTIFICATION} bytes"),
         ));
     }
+    if depth(&body.payload) > MAX_PAYLOAD_DEPTH {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("payload nests deeper than {MAX_PAYLOAD_DEPTH} levels"),
+        ));
+    }
     if body.context.len() > MAX_CONTEXT_ENTRIES {
         return Err(ApiError::bad_request(
             "invalid_request",
             format!("at most {MAX_CONTEXT_ENTRIES} context entries"),
         ));
     }
-    if body
-        .on_behalf_of
-        .as_ref()
-        .is_some_and(|u| u.is_empty() || u.len() > MAX_NAME_LEN)
-    {
+    let on_behalf_of = body.on_behalf_of.map(|u| u.trim().to_owned());
+    if on_behalf_of.as_ref().is_some_and(|u| {
+        u.is_empty()
+            || u.len() > MAX_NAME_LEN
+            || u.chars().any(|c| c.is_whitespace() || c.is_control())
+    }) {
         return Err(ApiError::bad_request(
             "invalid_request",
-            format!("on_behalf_of must be 1 to {MAX_NAME_LEN} bytes"),
+            format!("on_behalf_of must be a user id of 1 to {MAX_NAME_LEN} bytes without spaces"),
         ));
     }
     Ok(Attempt {
         principal: caller.principal.reference(),
-        on_behalf_of: body.on_behalf_of,
+        on_behalf_of,
         action,
         resources,
         payload: body.payload,

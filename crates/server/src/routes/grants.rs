@@ -2,7 +2,7 @@
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Params;
+use crate::extract::{OptionalJsonBody, Params};
 use crate::{ApiState, views};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -51,15 +51,8 @@ pub async fn revoke(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    OptionalJsonBody(body): OptionalJsonBody<RevokeBody>,
 ) -> ApiResult<Json<Value>> {
-    // The body is optional: an empty one means no reason given.
-    let body: RevokeBody = if body.iter().all(u8::is_ascii_whitespace) {
-        RevokeBody::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request("invalid_request", format!("revoke body: {e}")))?
-    };
     let grant = state.engine.grant(&id).await?;
     if !caller.is_admin && grant.principal != caller.principal.reference() {
         return Err(ApiError::forbidden(

@@ -46,3 +46,11 @@ pub async fn whoami(caller: Caller) -> Json<Value> {
 pub async fn not_found() -> ApiError {
     ApiError::not_found("no such route; see /v1/openapi.json")
 }
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method; see /v1/openapi.json",
+    )
+}

@@ -36,6 +36,17 @@ fn may_see(caller: &Caller, request: &ApprovalRequest) -> bool {
             .in_any(&request.requirements.eligible_groups())
 }
 
+/// Fails with `not_found`, exactly as for a request that does not exist, unless `caller` may
+/// see request `id`.
+async fn visible(state: &ApiState, caller: &Caller, id: &str) -> ApiResult<()> {
+    let request = state.engine.request(id).await?;
+    if may_see(caller, &request) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("request `{id}` not found")))
+    }
+}
+
 async fn render(state: &ApiState, request: &ApprovalRequest) -> ApiResult<Value> {
     let grant = if request.status == RequestStatus::Approved {
         state.engine.grant_for_request(&request.id).await?
@@ -163,6 +174,8 @@ pub async fn vote(
             ),
         )
     })?;
+    // Someone who may not even read the request learns nothing from voting on it.
+    visible(&state, &caller, &id).await?;
     let reason = body.reason.filter(|r| !r.trim().is_empty());
     if reason.as_ref().is_some_and(|r| r.len() > MAX_REASON) {
         return Err(ApiError::bad_request(
@@ -191,6 +204,7 @@ pub async fn cancel(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    visible(&state, &caller, &id).await?;
     let request = state
         .engine
         .cancel(&caller.principal, &id, caller.is_admin)
