@@ -61,7 +61,7 @@ pub async fn run(client: &Client, args: ExecArgs) -> Result<i32> {
     }
     let first = client.post("/v1/attempts", &attempt).await?;
     match first["outcome"].as_str() {
-        Some("allow") => return run_command(&args.command),
+        Some("allow") => return run_and_report(client, &first, &args.command).await,
         Some("deny") => return Ok(denied(&first)),
         Some("pending") => {}
         other => bail!("unexpected answer from the gateway: {other:?}"),
@@ -95,7 +95,7 @@ pub async fn run(client: &Client, args: ExecArgs) -> Result<i32> {
             match second["outcome"].as_str() {
                 Some("allow") => {
                     eprintln!("countersign: approved; running {}", args.command.join(" "));
-                    run_command(&args.command)
+                    run_and_report(client, &second, &args.command).await
                 }
                 _ => Ok(denied(&second)),
             }
@@ -187,6 +187,23 @@ fn finish_progress() {
     if std::io::stderr().is_terminal() {
         eprint!("\r\x1b[2K");
     }
+}
+
+/// Runs the allowed command and, when a grant allowed it, reports how it went for the audit
+/// log. A report that cannot be delivered is a warning: the command has run either way.
+async fn run_and_report(client: &Client, allowed: &Value, command: &[String]) -> Result<i32> {
+    let code = run_command(command)?;
+    if let Some(grant_id) = allowed["grant_id"].as_str() {
+        let report = json!({
+            "grant_id": grant_id,
+            "outcome": if code == 0 { "succeeded" } else { "failed" },
+            "detail": format!("exit status {code}"),
+        });
+        if let Err(e) = client.post("/v1/executions", &report).await {
+            eprintln!("countersign: warning: could not record the outcome: {e:#}");
+        }
+    }
+    Ok(code)
 }
 
 fn run_command(command: &[String]) -> Result<i32> {

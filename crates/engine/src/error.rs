@@ -13,6 +13,8 @@ pub enum EngineError {
     Vote(#[from] VoteError),
     #[error(transparent)]
     Cancel(#[from] CancelError),
+    #[error("grant `{0}` belongs to another principal")]
+    NotYourGrant(String),
     #[error("grant is already {}", .0.as_str())]
     GrantNotActive(GrantStatus),
     #[error(transparent)]

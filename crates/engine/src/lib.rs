@@ -566,6 +566,39 @@ impl Engine {
         audit_io::consistency_proof(&self.inner.store, from, to).await
     }
 
+    /// Logs how an action allowed by grant `grant_id` went when it ran: `succeeded` or
+    /// `failed`, with an optional detail (exit status, command tag, error). Only the principal
+    /// the grant belongs to may report on it.
+    pub async fn record_execution(
+        &self,
+        by: &Principal,
+        grant_id: &str,
+        succeeded: bool,
+        detail: Option<String>,
+    ) -> Result<(), EngineError> {
+        let grant = self.grant(grant_id).await?;
+        if grant.principal != by.reference() {
+            return Err(EngineError::NotYourGrant(grant_id.to_owned()));
+        }
+        let mut event = AuditEvent::new(EventKind::Execution, writer::now());
+        event.actor = Some(by.reference());
+        event.principal = Some(grant.principal.clone());
+        event.on_behalf_of = grant.on_behalf_of.clone();
+        event.action = Some(grant.action.as_str().to_owned());
+        event.resources = grant.resources.clone();
+        event.payload_digest = Some(grant.digest.to_hex());
+        event.request_id = Some(grant.request_id.clone());
+        event.grant_id = Some(grant.id.clone());
+        event.outcome = Some(if succeeded { "succeeded" } else { "failed" }.to_owned());
+        event.reason = detail;
+        self.submit(|reply| Job::Event {
+            event: Box::new(event),
+            policy_version: None,
+            reply,
+        })
+        .await
+    }
+
     /// Verifies the whole stored log as an auditor would: every leaf against its event, the
     /// tree, and every checkpoint's origin and signature with `keys` (the first trusted, later
     /// ones only once a covered rotation event announces them).

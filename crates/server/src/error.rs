@@ -74,6 +74,7 @@ impl From<EngineError> for ApiError {
                 CancelError::NotRequester => (S::FORBIDDEN, "not_requester"),
             },
             EngineError::GrantNotActive(_) => (S::CONFLICT, "grant_not_active"),
+            EngineError::NotYourGrant(_) => (S::FORBIDDEN, "forbidden"),
             EngineError::Store(_)
             | EngineError::NotRecorded(_)
             | EngineError::Stopped

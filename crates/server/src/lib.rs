@@ -70,6 +70,7 @@ pub fn router(engine: Engine, config: ServerConfig) -> Router {
     };
     Router::new()
         .route("/v1/attempts", post(routes::attempts::create))
+        .route("/v1/executions", post(routes::executions::create))
         .route("/v1/requests", get(routes::requests::list))
         .route("/v1/requests/{id}", get(routes::requests::show))
         .route("/v1/requests/{id}/votes", post(routes::requests::vote))

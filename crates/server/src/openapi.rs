@@ -50,6 +50,32 @@ pub fn spec() -> Value {
                 "requestBody": body("AttemptRequest"),
                 "responses": ok("AttemptResponse", "The verdict")
             }},
+            "/v1/executions": {"post": {
+                "summary": "Report how an action allowed by a grant went (the grant's principal only)",
+                "requestBody": body("ExecutionRequest"),
+                "responses": ok("Recorded", "Logged")
+            }},
+            "/v1/audit/proof/{seq}": {"get": {
+                "summary": "Inclusion proof of record `seq` against the newest signed checkpoint (auditors)",
+                "parameters": [{"name": "seq", "in": "path", "required": true, "schema": {"type": "integer", "minimum": 0}}],
+                "responses": ok("InclusionProof", "Proof")
+            }},
+            "/v1/audit/consistency": {"get": {
+                "summary": "Consistency proof between two tree sizes (auditors); `to` defaults to the newest checkpoint",
+                "parameters": [
+                    {"name": "from", "in": "query", "required": true, "schema": {"type": "integer", "minimum": 1}},
+                    {"name": "to", "in": "query", "schema": {"type": "integer", "minimum": 1}}
+                ],
+                "responses": ok("ConsistencyProof", "Proof")
+            }},
+            "/v1/audit/public-key": {"get": {
+                "summary": "The verifier key of the newest checkpoints",
+                "responses": ok("PublicKey", "Key")
+            }},
+            "/v1/audit/rotate-key": {"post": {
+                "summary": "Rotate the audit signing key (administrators); the old key signs the announcement",
+                "responses": ok("PublicKey", "The new key")
+            }},
             "/v1/requests": {"get": {
                 "summary": "List approval requests the caller may see",
                 "parameters": [
@@ -97,8 +123,8 @@ pub fn spec() -> Value {
                 "responses": ok("AuditPage", "Records in sequence order")
             }},
             "/v1/audit/checkpoint": {"get": {
-                "summary": "The head of the audit hash chain (auditors)",
-                "responses": ok("Checkpoint", "Chain size and head hash")
+                "summary": "The newest signed checkpoint (C2SP signed note) and its verifier key (auditors)",
+                "responses": ok("Checkpoint", "Checkpoint")
             }},
             "/v1/policies": {"get": {
                 "summary": "The policy set in force",
@@ -199,11 +225,33 @@ pub fn spec() -> Value {
                 "AuditPage": {"type": "object", "properties": {
                     "events": {"type": "array", "items": {"type": "object", "properties": {
                         "seq": {"type": "integer"}, "event": {"type": "object"},
-                        "prev_hash": {"type": "string"}, "hash": {"type": "string"}
+                        "leaf_hash": {"type": "string"}
                     }}},
                     "next": {"type": ["integer", "null"]}
                 }},
-                "Checkpoint": {"type": "object", "properties": {"size": {"type": "integer"}, "head_hash": {"type": "string"}}},
+                "Checkpoint": {"type": "object", "properties": {
+                    "origin": {"type": "string"}, "size": {"type": "integer"},
+                    "note": {"type": "string", "description": "origin, size and base64 root, a blank line, then signature lines"},
+                    "verifier_key": {"type": "string"}
+                }},
+                "InclusionProof": {"type": "object", "properties": {
+                    "seq": {"type": "integer"}, "tree_size": {"type": "integer"},
+                    "leaf_hash": {"type": "string", "description": "base64"},
+                    "path": {"type": "array", "items": {"type": "string"}},
+                    "event": {"type": "string", "description": "the canonical event, the leaf's exact bytes"},
+                    "checkpoint": {"type": "string"}
+                }},
+                "ConsistencyProof": {"type": "object", "properties": {
+                    "from": {"type": "integer"}, "to": {"type": "integer"},
+                    "proof": {"type": "array", "items": {"type": "string"}}
+                }},
+                "PublicKey": {"type": "object", "properties": {"origin": {"type": "string"}, "verifier_key": {"type": "string"}}},
+                "ExecutionRequest": {"type": "object", "required": ["grant_id", "outcome"], "additionalProperties": false, "properties": {
+                    "grant_id": {"type": "string"},
+                    "outcome": {"type": "string", "enum": ["succeeded", "failed"]},
+                    "detail": {"type": "string", "maxLength": 4096}
+                }},
+                "Recorded": {"type": "object", "properties": {"recorded": {"type": "boolean"}}},
                 "PolicySet": {"type": "object", "properties": {
                     "version": {"type": "string"}, "files": {"type": "array", "items": {"type": "string"}},
                     "policy_count": {"type": "integer"}, "policy_ids": {"type": "array", "items": {"type": "string"}},

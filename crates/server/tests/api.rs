@@ -355,6 +355,25 @@ async fn approval_flow_and_grant_consumption(backend: Backend) {
     assert_eq!(v["grant_id"], grant_id.as_str());
     let v = g.attempt(AGENT, export("COPY t TO STDOUT")).await;
     assert_eq!(v["outcome"], "pending", "a once grant is spent");
+
+    // The outcome of the execution is the grant holder's to report, and it is logged.
+    let report = |outcome: &str| json!({"grant_id": grant_id, "outcome": outcome, "detail": "exit status 0"});
+    let (s, v) = g.post("/v1/executions", ALICE, report("succeeded")).await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "forbidden"));
+    let (s, v) = g.post("/v1/executions", AGENT, report("maybe")).await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "invalid_request"));
+    let (s, v) = g
+        .post("/v1/executions", AGENT, json!({"grant_id": "nope", "outcome": "failed"}))
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "not_found"));
+    let (s, v) = g.post("/v1/executions", AGENT, report("succeeded")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let records = g.store.audit_records(0, 100).await.unwrap();
+    let last: Value = serde_json::from_str(&records.last().unwrap().event_json).unwrap();
+    assert_eq!(last["kind"], "execution");
+    assert_eq!(last["outcome"], "succeeded");
+    assert_eq!(last["grant_id"], grant_id.as_str());
+    assert_eq!(last["request_id"], id.as_str());
 }
 
 async fn self_approval_is_refused_on_every_route(backend: Backend) {

@@ -2,6 +2,7 @@
 
 pub mod attempts;
 pub mod audit;
+pub mod executions;
 pub mod grants;
 pub mod ops;
 pub mod policies;
