@@ -13,7 +13,7 @@ pub(crate) fn attempt_event(d: &DecisionJob, now: Timestamp) -> AuditEvent {
     event.action = Some(d.attempt.action.as_str().to_owned());
     event.resources = d.attempt.resources.clone();
     event.payload_digest = Some(d.digest.to_hex());
-    event.payload = Some(d.attempt.payload.clone());
+    event.payload = d.record_payload.then(|| d.attempt.payload.clone());
     event.justification = d.attempt.justification.clone();
     event.verdict = Some(d.verdict.label().to_owned());
     event.reason = Some(d.verdict.reason().to_owned());

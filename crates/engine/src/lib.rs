@@ -266,6 +266,7 @@ impl Engine {
                 verdict: verdict.clone(),
                 policy_version: policies.version().to_owned(),
                 channel: channel.to_owned(),
+                record_payload: !policies.withholds_payload(verdict.policy_ids()),
                 grant: grant.as_ref().map(|g| (g.id.clone(), g.is_single_use())),
                 new_request,
             };

@@ -43,6 +43,9 @@ pub(crate) struct DecisionJob {
     pub verdict: Verdict,
     pub policy_version: String,
     pub channel: String,
+    /// Whether the payload text goes into the audit event (policy may withhold it; the digest
+    /// is always recorded).
+    pub record_payload: bool,
     /// The grant the verdict rests on, with whether it must be spent.
     pub grant: Option<(String, bool)>,
     /// For an approval verdict: the id a new request gets and when it expires.

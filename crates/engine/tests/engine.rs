@@ -42,6 +42,10 @@ permit (principal, action == Action::"deploy", resource);
 @timeout("1s")
 permit (principal, action == Action::"exec", resource);
 
+@id("writes-without-text")
+@audit_payload("withhold")
+permit (principal in Group::"agents", action == Action::"db.write", resource);
+
 @id("destroy")
 permit (principal, action == Action::"db.destructive", resource);
 
@@ -64,6 +68,7 @@ countersign_store::both_backends!(
     broken_reload_keeps_the_previous_set,
     cancel_by_requester_only,
     locked_database_denies_then_recovers,
+    policy_can_withhold_the_payload_text,
 );
 
 async fn verified_records(engine: impl std::borrow::Borrow<Engine>) -> Vec<AuditRecord> {
@@ -688,4 +693,30 @@ async fn locked_database_denies_then_recovers(backend: Backend) {
     // Nothing half-written: the chain is intact and holds no event for the denied attempt.
     let kinds = audit_kinds(&engine).await;
     assert_eq!(kinds, ["policy.loaded", "attempt"]);
+}
+
+async fn policy_can_withhold_the_payload_text(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let engine = start(&db).await;
+    let secret = "UPDATE users SET password = 'hunter2'";
+    let v = engine
+        .check(&agent(), attempt("db.write", "prod", secret), "api")
+        .await;
+    assert_eq!(v.label(), "allow");
+    engine
+        .check(&agent(), attempt("db.read", "prod", "SELECT 1"), "api")
+        .await;
+    let records = verified_records(&engine).await;
+    let write = records
+        .iter()
+        .find(|r| r.event_json.contains("\"action\":\"db.write\""))
+        .unwrap();
+    assert!(
+        !write.event_json.contains("hunter2"),
+        "{}",
+        write.event_json
+    );
+    assert!(write.event_json.contains("\"payload_digest\""));
+    let read = records.last().unwrap();
+    assert!(read.event_json.contains("\"payload\":\"SELECT 1\""));
 }

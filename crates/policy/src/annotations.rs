@@ -9,6 +9,9 @@
 //! permit (...);
 //! ```
 //!
+//! `@audit_payload("withhold")` on any policy behind a verdict keeps the payload text out of
+//! the audit log (its digest is still recorded); `"record"` is the default.
+//!
 //! Other annotations are kept verbatim for later features and never rejected.
 
 use countersign_core::{ApprovalRule, GrantShape, Requirements, parse_duration_ms};
@@ -18,6 +21,18 @@ pub const APPROVAL: &str = "approval";
 pub const QUORUM: &str = "quorum";
 pub const GRANT: &str = "grant";
 pub const TIMEOUT: &str = "timeout";
+pub const AUDIT_PAYLOAD: &str = "audit_payload";
+
+/// Whether a policy keeps the payload text out of the audit log (`@audit_payload`).
+pub fn withholds_payload(annotations: &BTreeMap<String, String>) -> Result<bool, String> {
+    match annotations.get(AUDIT_PAYLOAD).map(|v| v.trim()) {
+        None | Some("record") => Ok(false),
+        Some("withhold") => Ok(true),
+        Some(other) => Err(format!(
+            "@audit_payload(\"{other}\"): use \"record\" (the default) or \"withhold\""
+        )),
+    }
+}
 
 /// Highest accepted `@quorum`: beyond it a request could never realistically settle.
 pub const MAX_QUORUM: u32 = 100;

@@ -60,6 +60,8 @@ pub struct PolicyInfo {
     pub annotations: BTreeMap<String, String>,
     /// Parsed `@approval`/`@quorum`/`@grant`/`@timeout`, for permits that need approval.
     pub requirements: Option<Requirements>,
+    /// `@audit_payload("withhold")`: the payload text stays out of the audit log.
+    pub withholds_payload: bool,
 }
 
 /// A validated, hashed and sliced policy set, ready to evaluate. Cheap to share behind an
@@ -317,6 +319,13 @@ impl LoadedPolicies {
     /// the set but `policy check` should show them.
     pub fn warnings(&self) -> &[Problem] {
         &self.warnings
+    }
+
+    /// Whether any of `policy_ids` asks to keep the payload text out of the audit log.
+    pub fn withholds_payload(&self, policy_ids: &[String]) -> bool {
+        policy_ids
+            .iter()
+            .any(|id| self.policy(id).is_some_and(|p| p.withholds_payload))
     }
 
     /// Every group named in some `@approval`: members of these groups may list requests.
@@ -589,18 +598,19 @@ fn read_policy(
         Effect::Permit => PolicyEffect::Permit,
         Effect::Forbid => PolicyEffect::Forbid,
     };
-    let requirements =
-        match annotations::requirements(&id, effect == PolicyEffect::Forbid, &annotations) {
-            Ok(r) => r,
-            Err(message) => {
-                problems.push(
-                    Problem::new(ProblemKind::Annotation, file, message)
-                        .at(Some(pos))
-                        .policy(&id),
-                );
-                return None;
-            }
-        };
+    let checked = annotations::requirements(&id, effect == PolicyEffect::Forbid, &annotations)
+        .and_then(|r| annotations::withholds_payload(&annotations).map(|w| (r, w)));
+    let (requirements, withholds_payload) = match checked {
+        Ok(r) => r,
+        Err(message) => {
+            problems.push(
+                Problem::new(ProblemKind::Annotation, file, message)
+                    .at(Some(pos))
+                    .policy(&id),
+            );
+            return None;
+        }
+    };
     Some(Parsed {
         policy: policy.new_id(PolicyId::new(&id)),
         info: PolicyInfo {
@@ -611,6 +621,7 @@ fn read_policy(
             effect,
             annotations,
             requirements,
+            withholds_payload,
         },
         file_index,
     })

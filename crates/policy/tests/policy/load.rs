@@ -95,6 +95,8 @@ fn bad_annotations_are_refused_with_policy_and_line() {
         ("@approval(\"r\") @timeout(\"0s\")", "@timeout"),
         ("@approval(\" , \")", "@approval"),
         ("@quorum(\"2\")", "without @approval"),
+        ("@approval(\"r\") @timeout(\"400d\")", "@timeout"),
+        ("@audit_payload(\"maybe\")", "@audit_payload"),
     ];
     for (annotations, expect) in cases {
         let text = format!(
