@@ -2,7 +2,7 @@
 
 use crate::writer::DecisionJob;
 use countersign_audit::{AuditEvent, EventKind};
-use countersign_core::{ApprovalRequest, Timestamp, Verdict};
+use countersign_core::{ApprovalRequest, Grant, Timestamp, Verdict};
 
 /// The event for an attempt and its verdict.
 pub(crate) fn attempt_event(d: &DecisionJob, now: Timestamp) -> AuditEvent {
@@ -42,5 +42,19 @@ pub(crate) fn request_event(
     event.policy_version = Some(request.policy_version.clone());
     event.policy_ids = request.policy_ids.clone();
     event.request_id = Some(request.id.clone());
+    event
+}
+
+/// An event about a grant: whose, for what, and where it now stands.
+pub(crate) fn grant_event(kind: EventKind, grant: &Grant, now: Timestamp) -> AuditEvent {
+    let mut event = AuditEvent::new(kind, now);
+    event.principal = Some(grant.principal.clone());
+    event.on_behalf_of = grant.on_behalf_of.clone();
+    event.action = Some(grant.action.as_str().to_owned());
+    event.resources = grant.resources.clone();
+    event.payload_digest = Some(grant.digest.to_hex());
+    event.request_id = Some(grant.request_id.clone());
+    event.grant_id = Some(grant.id.clone());
+    event.outcome = Some(grant.status.as_str().to_owned());
     event
 }

@@ -581,15 +581,8 @@ impl Engine {
         if grant.principal != by.reference() {
             return Err(EngineError::NotYourGrant(grant_id.to_owned()));
         }
-        let mut event = AuditEvent::new(EventKind::Execution, writer::now());
+        let mut event = audit::grant_event(EventKind::Execution, &grant, writer::now());
         event.actor = Some(by.reference());
-        event.principal = Some(grant.principal.clone());
-        event.on_behalf_of = grant.on_behalf_of.clone();
-        event.action = Some(grant.action.as_str().to_owned());
-        event.resources = grant.resources.clone();
-        event.payload_digest = Some(grant.digest.to_hex());
-        event.request_id = Some(grant.request_id.clone());
-        event.grant_id = Some(grant.id.clone());
         event.outcome = Some(if succeeded { "succeeded" } else { "failed" }.to_owned());
         event.reason = detail;
         self.submit(|reply| Job::Event {

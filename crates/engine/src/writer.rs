@@ -14,7 +14,7 @@
 //! makes them due, or by a batch of their own when the time limit passes with no traffic.
 
 use crate::EngineError;
-use crate::audit::{attempt_event, request_event};
+use crate::audit::{attempt_event, grant_event, request_event};
 use crate::tree::Tree;
 use countersign_audit::note::SigningKey;
 use countersign_audit::{AuditEvent, EventKind};
@@ -669,19 +669,6 @@ async fn expire_due(
         }
     }
     Ok(())
-}
-
-fn grant_event(kind: EventKind, grant: &Grant, now: Timestamp) -> AuditEvent {
-    let mut event = AuditEvent::new(kind, now);
-    event.principal = Some(grant.principal.clone());
-    event.on_behalf_of = grant.on_behalf_of.clone();
-    event.action = Some(grant.action.as_str().to_owned());
-    event.resources = grant.resources.clone();
-    event.payload_digest = Some(grant.digest.to_hex());
-    event.request_id = Some(grant.request_id.clone());
-    event.grant_id = Some(grant.id.clone());
-    event.outcome = Some(grant.status.as_str().to_owned());
-    event
 }
 
 #[cfg(test)]
