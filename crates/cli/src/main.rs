@@ -6,6 +6,7 @@ mod client;
 mod config;
 mod dev;
 mod exec;
+mod report;
 mod serve;
 
 use anyhow::{Context, Result};
@@ -139,6 +140,22 @@ enum AuditCommand {
         file: PathBuf,
         #[arg(long)]
         key: String,
+    },
+    /// Write a report of a period's privileged actions, approvals, denials and grants, with
+    /// charts and the commands to verify it (HTML, or one CSV row per approval request).
+    Report {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Start: a date (2026-11-01, midnight UTC) or an RFC 3339 time.
+        #[arg(long)]
+        from: String,
+        /// End, exclusive: a date or an RFC 3339 time.
+        #[arg(long)]
+        to: String,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "html")]
+        format: report::Format,
     },
     /// Replace the audit signing key of the running gateway (administrators).
     RotateKey {
@@ -298,6 +315,24 @@ async fn run_audit(command: AuditCommand) -> Result<i32> {
         }
         AuditCommand::VerifyProof { file, key } => {
             audit::verify_proof(&file, &audit::read_key(&key)?)
+        }
+        AuditCommand::Report {
+            config,
+            from,
+            to,
+            out,
+            format,
+        } => {
+            let state = StateLocation::resolve(config.as_deref())?;
+            let args = report::ReportArgs {
+                from,
+                to,
+                out,
+                format,
+                config,
+            };
+            report::run(&state, &args).await?;
+            Ok(0)
         }
         AuditCommand::RotateKey { conn } => {
             audit::rotate_key(&conn.client()?).await?;
