@@ -8,7 +8,7 @@
 use crate::client::Client;
 use crate::config::StateLocation;
 use anyhow::{Context, Result, bail};
-use countersign_audit::export::{ExportVerifier, VerifySummary};
+use countersign_audit::export::{ExportVerifier, VerifyError, VerifySummary};
 use countersign_audit::merkle;
 use countersign_audit::note::{Checkpoint, VerifierKey};
 use countersign_engine::{audit_io, keyfile};
@@ -104,19 +104,34 @@ pub async fn export(
         Some(text) => Some(record_bound(&store, text).await?),
         None => None,
     };
-    let file =
-        std::fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
+    // Written beside the target and renamed when complete: a failed export leaves no file
+    // that looks like one.
+    let mut partial = out.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let file = std::fs::File::create(&partial)
+        .with_context(|| format!("cannot create {}", partial.display()))?;
     let mut writer = BufWriter::with_capacity(1 << 20, file);
     let from = from.unwrap_or(0);
     let bar = progress_bar(
         to.unwrap_or(store.audit_size().await?).saturating_sub(from),
         "exporting",
     );
-    let summary = audit_io::write_export(&store, &state.origin, from, to, &mut writer, |n| {
+    let written = audit_io::write_export(&store, &state.origin, from, to, &mut writer, |n| {
         bar.set_position(n)
     })
-    .await?;
+    .await;
     bar.finish_and_clear();
+    drop(writer);
+    let summary = match written {
+        Ok(summary) => summary,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e.into());
+        }
+    };
+    std::fs::rename(&partial, out)
+        .with_context(|| format!("cannot move the export to {}", out.display()))?;
     eprintln!(
         "exported records {}..{} with {} checkpoints to {}",
         summary.from,
@@ -181,14 +196,19 @@ pub fn verify_file(path: &Path, keys: Vec<VerifierKey>) -> Result<i32> {
         }
     }
     bar.finish_and_clear();
-    match verifier.finish() {
+    Ok(conclude(verifier.finish()).map_or(1, |_| 0))
+}
+
+/// Prints the outcome of a verification: the summary, or the first problem found.
+fn conclude(outcome: Result<VerifySummary, VerifyError>) -> Option<VerifySummary> {
+    match outcome {
         Ok(summary) => {
             report(&summary);
-            Ok(0)
+            Some(summary)
         }
         Err(e) => {
             eprintln!("FAILED: {e}");
-            Ok(1)
+            None
         }
     }
 }
@@ -200,16 +220,22 @@ pub async fn verify_store(state: &StateLocation, keys: Vec<VerifierKey>) -> Resu
     let outcome =
         audit_io::verify_store(&store, &state.origin, keys, |n| bar.set_position(n)).await?;
     bar.finish_and_clear();
-    match outcome {
-        Ok(summary) => {
-            report(&summary);
-            Ok(0)
-        }
-        Err(e) => {
-            eprintln!("FAILED: {e}");
-            Ok(1)
-        }
+    let Some(summary) = conclude(outcome) else {
+        return Ok(1);
+    };
+    // A running gateway has usually logged records its next checkpoint will sign; they were
+    // left out. A stopped one signs everything at shutdown.
+    let signed = summary.last_checkpoint.as_ref().map_or(0, |c| c.size);
+    let size = store.audit_size().await?;
+    if size > signed {
+        println!(
+            "note: records {signed}..{} are newer than the last checkpoint and were not \
+             verified: a running gateway signs them within its checkpoint interval; if it is \
+             stopped, it did not shut down cleanly or a checkpoint is missing",
+            size - 1
+        );
     }
+    Ok(0)
 }
 
 /// The self-contained inclusion proof format of `audit prove` / `audit verify-proof`.

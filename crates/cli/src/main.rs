@@ -304,7 +304,8 @@ async fn run_audit(command: AuditCommand) -> Result<i32> {
             let state = StateLocation::resolve(config.as_deref())?;
             let key = match key {
                 Some(k) => audit::read_key(&k)?,
-                None => countersign_engine::keyfile::load(&state.key_file)?.verifier(),
+                // The first key: verification follows the rotations the log announces.
+                None => countersign_engine::keyfile::original(&state.key_file)?.verifier(),
             };
             audit::verify_store(&state, vec![key]).await
         }

@@ -44,7 +44,8 @@ impl fmt::Display for GrantShape {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             GrantShape::Once => f.write_str("once"),
-            GrantShape::Window { ms } => write!(f, "{}s", ms / 1000),
+            GrantShape::Window { ms } if ms % 1000 == 0 => write!(f, "{}s", ms / 1000),
+            GrantShape::Window { ms } => write!(f, "{ms}ms"),
         }
     }
 }

@@ -28,8 +28,9 @@ impl fmt::Display for Timestamp {
     }
 }
 
-/// Parses the duration syntax of `@timeout` and window grants: a sequence of `<number><unit>`
-/// with units `s`, `m`, `h`, `d` (for example `90s`, `15m`, `1h30m`, `7d`), into milliseconds.
+/// Parses the duration syntax of `@timeout`, window grants and intervals in the configuration:
+/// a sequence of `<number><unit>` with units `ms`, `s`, `m`, `h`, `d` (for example `500ms`,
+/// `90s`, `15m`, `1h30m`, `7d`), into milliseconds.
 ///
 /// Zero durations are refused: a request that expires at once or a grant that never lives is
 /// always a configuration mistake. So are durations beyond [`MAX_DURATION_MS`] (a year): no
@@ -40,40 +41,44 @@ pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
         return Err("empty duration".into());
     }
     let mut total: u64 = 0;
-    let mut number: Option<u64> = None;
-    for ch in text.chars() {
-        if let Some(d) = ch.to_digit(10) {
-            let n = number.unwrap_or(0);
-            number = Some(
-                n.checked_mul(10)
-                    .and_then(|n| n.checked_add(u64::from(d)))
-                    .ok_or_else(|| format!("duration `{text}` is too large"))?,
-            );
-            continue;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 {
+            return Err(format!(
+                "duration `{text}`: expected a number at `{rest}` (e.g. `15m`, `1h30m`, `500ms`)"
+            ));
         }
-        let unit_ms: u64 = match ch {
-            's' => 1_000,
-            'm' => 60_000,
-            'h' => 3_600_000,
-            'd' => 86_400_000,
-            _ => {
+        let number: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("duration `{text}` is too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.len()
+            - rest
+                .trim_start_matches(|c: char| c.is_ascii_alphabetic())
+                .len();
+        let unit_ms: u64 = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "" => {
                 return Err(format!(
-                    "duration `{text}`: unexpected `{ch}` (use a number followed by s, m, h or d, e.g. `15m`)"
+                    "duration `{text}`: number without a unit (use ms, s, m, h or d)"
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "duration `{text}`: unknown unit `{other}` (use ms, s, m, h or d, e.g. `15m`)"
                 ));
             }
         };
-        let n = number
-            .take()
-            .ok_or_else(|| format!("duration `{text}`: unit `{ch}` without a number"))?;
-        total = n
+        rest = &rest[unit_len..];
+        total = number
             .checked_mul(unit_ms)
             .and_then(|v| total.checked_add(v))
             .ok_or_else(|| format!("duration `{text}` is too large"))?;
-    }
-    if number.is_some() {
-        return Err(format!(
-            "duration `{text}`: number without a unit (use s, m, h or d)"
-        ));
     }
     if total == 0 {
         return Err(format!("duration `{text}` is zero"));
@@ -98,6 +103,9 @@ mod tests {
         assert_eq!(parse_duration_ms("1h30m"), Ok(5_400_000));
         assert_eq!(parse_duration_ms(" 7d "), Ok(604_800_000));
         assert_eq!(parse_duration_ms("366d"), Ok(MAX_DURATION_MS));
+        assert_eq!(parse_duration_ms("200ms"), Ok(200));
+        assert_eq!(parse_duration_ms("1m30s"), Ok(90_000));
+        assert_eq!(parse_duration_ms("1s500ms"), Ok(1_500));
     }
 
     #[test]

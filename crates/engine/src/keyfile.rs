@@ -109,6 +109,33 @@ pub fn promote(current: &Path, next: &Path, millis: i64) -> Result<PathBuf, KeyF
     Ok(retired)
 }
 
+/// The first key this log was signed with: the oldest `<path>.retired-<millis>` beside `path`,
+/// or the key at `path` if it was never rotated. Verifying from it follows every announced
+/// rotation, so the whole log checks out; starting from the current key would not.
+pub fn original(path: &Path) -> Result<SigningKey, KeyFileError> {
+    let name = path
+        .file_name()
+        .map(|n| format!("{}.retired-", n.to_string_lossy()))
+        .unwrap_or_default();
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let oldest = std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            let millis: i64 = file.strip_prefix(&name)?.parse().ok()?;
+            Some((millis, entry.path()))
+        })
+        .min();
+    match oldest {
+        Some((_, retired)) => load(&retired),
+        None => load(path),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,9 +181,15 @@ mod tests {
         let old = load_or_create(&current, "a").unwrap();
         let new = generate("a").unwrap();
         write_new(&next, &new).unwrap();
+        assert_eq!(original(&current).unwrap().verifier(), old.verifier());
         let retired = promote(&current, &next, 42).unwrap();
         assert_eq!(load(&current).unwrap().verifier(), new.verifier());
         assert_eq!(load(&retired).unwrap().verifier(), old.verifier());
         assert!(!next.exists());
+        // A second rotation: the original is still the first key.
+        let newest = generate("a").unwrap();
+        write_new(&next, &newest).unwrap();
+        promote(&current, &next, 99).unwrap();
+        assert_eq!(original(&current).unwrap().verifier(), old.verifier());
     }
 }

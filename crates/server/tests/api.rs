@@ -363,7 +363,11 @@ async fn approval_flow_and_grant_consumption(backend: Backend) {
     let (s, v) = g.post("/v1/executions", AGENT, report("maybe")).await;
     assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "invalid_request"));
     let (s, v) = g
-        .post("/v1/executions", AGENT, json!({"grant_id": "nope", "outcome": "failed"}))
+        .post(
+            "/v1/executions",
+            AGENT,
+            json!({"grant_id": "nope", "outcome": "failed"}),
+        )
         .await;
     assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "not_found"));
     let (s, v) = g.post("/v1/executions", AGENT, report("succeeded")).await;
