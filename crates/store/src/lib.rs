@@ -181,12 +181,6 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// A cheap round trip, for readiness checks.
-    pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
     async fn migrate(&self) -> Result<()> {
         sqlx::raw_sql(schema::BOOKKEEPING)
             .execute(&self.pool)
@@ -265,21 +259,6 @@ impl Store {
     pub async fn request(&self, id: &str) -> Result<Option<ApprovalRequest>> {
         let mut conn = self.pool.acquire().await?;
         codec::load_request(&mut conn, id).await
-    }
-
-    /// The pending request of `principal` for exactly this payload, if one is waiting.
-    pub async fn pending_request_for(
-        &self,
-        principal: &PrincipalRef,
-        on_behalf_of: Option<&str>,
-        digest: &PayloadDigest,
-        now: Timestamp,
-    ) -> Result<Option<ApprovalRequest>> {
-        let mut conn = self.pool.acquire().await?;
-        match codec::pending_request_id(&mut conn, principal, on_behalf_of, digest, now).await? {
-            Some(id) => codec::load_request(&mut conn, &id).await,
-            None => Ok(None),
-        }
     }
 
     /// Every active grant, for the engine's in-memory index.

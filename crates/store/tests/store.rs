@@ -85,7 +85,6 @@ async fn migrations_are_idempotent(backend: Backend) {
     let (db, store) = open(backend).await;
     store.close().await;
     let again = Store::open(&db.url).await.unwrap();
-    again.ping().await.unwrap();
     assert_eq!(again.audit_size().await.unwrap(), 0);
 }
 
@@ -298,19 +297,31 @@ async fn listing_filters(backend: Backend) {
     };
     assert!(store.requests(&nobody).await.unwrap().is_empty());
 
+    let mut tx = store.begin().await.unwrap();
     let r1 = request("r1", "etl", "a", 1_000);
-    let found = store
+    let found = tx
         .pending_request_for(&PrincipalRef::agent("etl"), None, &r1.digest, Timestamp(0))
         .await
         .unwrap();
     assert_eq!(found.map(|r| r.id).as_deref(), Some("r1"));
     let r2 = request("r2", "etl", "b", 2_000);
     assert!(
-        store
-            .pending_request_for(&PrincipalRef::agent("etl"), None, &r2.digest, Timestamp(0))
+        tx.pending_request_for(&PrincipalRef::agent("etl"), None, &r2.digest, Timestamp(0))
             .await
             .unwrap()
             .is_none()
+    );
+    // Past its deadline a request is only waiting for the sweep: nothing joins it.
+    assert!(
+        tx.pending_request_for(
+            &PrincipalRef::agent("etl"),
+            None,
+            &r1.digest,
+            Timestamp(1_000)
+        )
+        .await
+        .unwrap()
+        .is_none()
     );
 }
 
