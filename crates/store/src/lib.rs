@@ -14,9 +14,7 @@ pub use tx::StoreTx;
 
 use countersign_audit::AuditRecord;
 use countersign_audit::merkle::{self, Frontier, Hash, NodeId};
-use countersign_core::{
-    ApprovalRequest, Grant, PayloadDigest, PrincipalRef, RequestStatus, Timestamp,
-};
+use countersign_core::{ApprovalRequest, Grant, PrincipalRef, RequestStatus, Timestamp};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor, Row};
 use std::collections::HashMap;
