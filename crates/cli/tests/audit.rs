@@ -5,178 +5,27 @@
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use base64::Engine as _;
 use countersign_audit::merkle;
 use countersign_audit::note::{Checkpoint, SigningKey, VerifierKey};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+use support::{Config, Output, STEP, Tokens, cli, cli_ok, http, poll, temp_dir};
 
-const AGENT_TOKEN: &str = "audit-agent-token-0123456789";
-const ALICE_TOKEN: &str = "audit-alice-token-0123456789";
-const BOB_TOKEN: &str = "audit-bob-token-0123456789";
-
-/// How long any single step (startup, a command, a state change) may take.
-const STEP: Duration = Duration::from_secs(15);
-
-// ---------------------------------------------------------------------------------------------
-// Processes
-// ---------------------------------------------------------------------------------------------
-
-/// A child process whose output is collected in the background; killed when dropped.
-struct Proc {
-    what: String,
-    child: Child,
-    stdout: Arc<Mutex<Vec<u8>>>,
-    stderr: Arc<Mutex<Vec<u8>>>,
-    readers: Vec<JoinHandle<()>>,
-}
-
-/// The result of a finished process.
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Output {
-    fn describe(&self) -> String {
-        format!(
-            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-fn collect(stream: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
-    thread::spawn(move || {
-        let mut stream = stream;
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stream.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            into.lock()
-                .expect("output lock")
-                .extend_from_slice(&buf[..n]);
-        }
-    })
-}
-
-impl Proc {
-    fn spawn(what: impl Into<String>, command: &mut Command) -> Proc {
-        let what = what.into();
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let readers = vec![
-            collect(child.stdout.take().expect("stdout"), stdout.clone()),
-            collect(child.stderr.take().expect("stderr"), stderr.clone()),
-        ];
-        Proc {
-            what,
-            child,
-            stdout,
-            stderr,
-            readers,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().expect("output lock")).into_owned()
-    }
-
-    fn exited(&mut self) -> Option<Option<i32>> {
-        self.child
-            .try_wait()
-            .unwrap_or_else(|e| panic!("cannot poll {}: {e}", self.what))
-            .map(|s| s.code())
-    }
-
-    fn finished(&mut self, code: Option<i32>) -> Output {
-        for reader in self.readers.drain(..) {
-            let _ = reader.join();
-        }
-        Output {
-            code,
-            stdout: String::from_utf8_lossy(&self.stdout.lock().expect("output lock")).into_owned(),
-            stderr: self.stderr(),
-        }
-    }
-
-    /// Waits for the process to end; panics (and kills it) after `timeout`.
-    fn wait(&mut self, timeout: Duration) -> Output {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(code) = self.exited() {
-                return self.finished(code);
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                let out = self.finished(None);
-                panic!(
-                    "{} did not finish within {timeout:?}\n{}",
-                    self.what,
-                    out.describe()
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn bin() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_countersign"));
-    for var in ["COUNTERSIGN_URL", "COUNTERSIGN_TOKEN", "COUNTERSIGN_LOG"] {
-        command.env_remove(var);
-    }
-    command.env("NO_COLOR", "1");
-    command
-}
-
-/// Runs `countersign ARGS…` in `cwd` (as `token`, if any) to completion.
-fn cli(cwd: &Path, token: Option<&str>, args: &[&str]) -> Output {
-    let mut command = bin();
-    command.current_dir(cwd).args(args);
-    if let Some(token) = token {
-        command.env("COUNTERSIGN_TOKEN", token);
-    }
-    Proc::spawn(format!("countersign {}", args.join(" ")), &mut command).wait(STEP)
-}
-
-/// Runs `countersign ARGS…` and expects exit code 0.
-fn cli_ok(cwd: &Path, args: &[&str]) -> Output {
-    let out = cli(cwd, None, args);
-    assert_eq!(
-        out.code,
-        Some(0),
-        "countersign {} failed\n{}",
-        args.join(" "),
-        out.describe()
-    );
-    out
-}
+const TOKENS: Tokens = Tokens {
+    agent: "audit-agent-token-0123456789",
+    alice: "audit-alice-token-0123456789",
+    bob: "audit-bob-token-0123456789",
+};
+const AGENT_TOKEN: &str = TOKENS.agent;
+const ALICE_TOKEN: &str = TOKENS.alice;
+const BOB_TOKEN: &str = TOKENS.bob;
 
 /// Runs `countersign ARGS…`, expects exit code `code` and every one of `needles` on stderr.
 fn cli_fails(cwd: &Path, args: &[&str], code: i32, needles: &[&str]) -> Output {
@@ -199,21 +48,6 @@ fn cli_fails(cwd: &Path, args: &[&str], code: i32, needles: &[&str]) -> Output {
     out
 }
 
-/// Polls `check` every 50 ms until it answers `Some`, panicking with `what` after `timeout`.
-fn poll<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn path_str(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
 }
@@ -229,74 +63,15 @@ fn mode_of(path: &Path) -> u32 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// HTTP (a minimal client over std)
-// ---------------------------------------------------------------------------------------------
-
-/// `METHOD path` on the gateway at `port`; the status and the body, or `None` if unreachable.
-fn try_http(
-    port: u16,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&Value>,
-) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let body = body.map(Value::to_string).unwrap_or_default();
-    let content = if body.is_empty() {
-        String::new()
-    } else {
-        "Content-Type: application/json\r\n".to_owned()
-    };
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}{content}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, body.to_owned()))
-}
-
-/// As [`try_http`], panicking if the gateway does not answer, with the body parsed as JSON.
-fn http(port: u16, method: &str, path: &str, token: &str, body: Option<&Value>) -> (u16, Value) {
-    let (status, text) = try_http(port, method, path, Some(token), body)
-        .unwrap_or_else(|| panic!("the gateway does not answer {method} {path}"));
-    let value = serde_json::from_str(&text).unwrap_or_else(|e| {
-        panic!("{method} {path} answered {status} with non-JSON ({e}): {text}")
-    });
-    (status, value)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("no free local port")
-        .port()
-}
-
-// ---------------------------------------------------------------------------------------------
 // Gateways
 // ---------------------------------------------------------------------------------------------
 
+/// A gateway with an audit key file, and the paths of its files.
 struct Gateway {
-    proc: Proc,
-    port: u16,
+    server: support::Gateway,
     config: PathBuf,
     db: PathBuf,
     key_file: PathBuf,
-}
-
-fn sha256_hex(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 impl Gateway {
@@ -304,86 +79,25 @@ impl Gateway {
     /// every `every` (or 1000 events), three principals (alice is a reviewer, administrator and
     /// auditor; bob a reviewer).
     fn start(dir: &Path, every: &str) -> Gateway {
-        let db = dir.join("db.sqlite");
         let key_file = dir.join("keys/audit.key");
-        let mut last = None;
-        // A free port can be taken between probing and binding; try a few.
-        for _ in 0..3 {
-            let port = free_port();
-            let text = format!(
-                r#"[server]
-listen = "127.0.0.1:{port}"
-public_url = "http://127.0.0.1:{port}"
-
-[store]
-url = "sqlite://{db}"
-
-[audit]
-key_file = "{key}"
-checkpoint_every = "{every}"
-
-[[principals]]
-kind = "agent"
-id = "ci-agent"
-groups = ["agents"]
-token_sha256 = "{agent}"
-
-[[principals]]
-kind = "user"
-id = "alice@example.com"
-groups = ["reviewers", "admins", "auditors"]
-token_sha256 = "{alice}"
-
-[[principals]]
-kind = "user"
-id = "bob@example.com"
-groups = ["reviewers"]
-token_sha256 = "{bob}"
-"#,
-                db = db.display(),
-                key = key_file.display(),
-                agent = sha256_hex(AGENT_TOKEN),
-                alice = sha256_hex(ALICE_TOKEN),
-                bob = sha256_hex(BOB_TOKEN),
-            );
-            let config = dir.join("countersign.toml");
-            std::fs::write(&config, text).expect("write config");
-            let mut command = bin();
-            command
-                .current_dir(dir)
-                .args(["serve", "--config", path_str(&config)]);
-            let mut proc = Proc::spawn("countersign serve", &mut command);
-            let deadline = Instant::now() + STEP;
-            loop {
-                if let Some(code) = proc.exited() {
-                    let out = proc.finished(code);
-                    if out.stderr.contains("cannot listen") {
-                        last = Some(out);
-                        break;
-                    }
-                    panic!("the gateway exited at start\n{}", out.describe());
-                }
-                if let Some((200, _)) = try_http(port, "GET", "/readyz", None, None) {
-                    return Gateway {
-                        proc,
-                        port,
-                        config,
-                        db,
-                        key_file,
-                    };
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "the gateway was not ready on port {port} within {STEP:?}\n--- stderr\n{}",
-                    proc.stderr()
-                );
-                thread::sleep(Duration::from_millis(25));
-            }
-        }
-        panic!(
-            "the gateway could not bind a port\n{}",
-            last.expect("attempted").describe()
+        let sections = format!(
+            "[audit]\nkey_file = \"{key}\"\ncheckpoint_every = \"{every}\"\n",
+            key = key_file.display(),
         );
+        let server = support::Gateway::configured(
+            dir,
+            &Config {
+                tokens: &TOKENS,
+                alice_groups: &["reviewers", "admins", "auditors"],
+                sections,
+            },
+        );
+        Gateway {
+            server,
+            config: dir.join("countersign.toml"),
+            db: dir.join("db.sqlite"),
+            key_file,
+        }
     }
 
     fn config(&self) -> &str {
@@ -391,17 +105,23 @@ token_sha256 = "{bob}"
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.server.url()
     }
 
     fn origin(&self) -> String {
-        format!("127.0.0.1:{}/countersign", self.port)
+        format!("127.0.0.1:{}/countersign", self.server.port)
     }
 
     /// Asks as the agent; the decision's JSON.
     fn attempt(&self, action: &str, resource: Value, payload: Value) -> Value {
         let body = json!({"action": action, "resource": resource, "payload": payload});
-        let (status, answer) = http(self.port, "POST", "/v1/attempts", AGENT_TOKEN, Some(&body));
+        let (status, answer) = http(
+            self.server.port,
+            "POST",
+            "/v1/attempts",
+            AGENT_TOKEN,
+            Some(&body),
+        );
         assert_eq!(status, 200, "POST /v1/attempts {body}: {answer}");
         answer
     }
@@ -427,7 +147,7 @@ token_sha256 = "{bob}"
         assert_eq!(held["outcome"], "pending", "{held}");
         let id = held["request_id"].as_str().expect("request id");
         let (status, vote) = http(
-            self.port,
+            self.server.port,
             "POST",
             &format!("/v1/requests/{id}/votes"),
             BOB_TOKEN,
@@ -440,14 +160,26 @@ token_sha256 = "{bob}"
 
     /// How many audit records are committed (as an auditor sees them).
     fn audit_size(&self) -> u64 {
-        let (status, page) = http(self.port, "GET", "/v1/audit?limit=10000", ALICE_TOKEN, None);
+        let (status, page) = http(
+            self.server.port,
+            "GET",
+            "/v1/audit?limit=10000",
+            ALICE_TOKEN,
+            None,
+        );
         assert_eq!(status, 200, "GET /v1/audit: {page}");
         page["events"].as_array().expect("events").len() as u64
     }
 
     /// The size of the newest checkpoint, if there is one.
     fn signed_size(&self) -> Option<u64> {
-        let (status, body) = http(self.port, "GET", "/v1/audit/checkpoint", ALICE_TOKEN, None);
+        let (status, body) = http(
+            self.server.port,
+            "GET",
+            "/v1/audit/checkpoint",
+            ALICE_TOKEN,
+            None,
+        );
         match status {
             200 => Some(body["size"].as_u64().expect("size")),
             409 => None,
@@ -465,12 +197,8 @@ token_sha256 = "{bob}"
 
     /// SIGTERM, then waits for a clean exit.
     fn terminate(mut self) -> Output {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.proc.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
-        let out = self.proc.wait(STEP);
+        self.server.proc.signal("TERM");
+        let out = self.server.proc.wait(STEP);
         assert_eq!(
             out.code,
             Some(0),
@@ -598,7 +326,7 @@ fn sqlite(db: &Path, sql: &str) -> String {
 
 #[test]
 fn export_verify_and_tampering() {
-    let dir = tempfile::tempdir().expect("temporary directory");
+    let dir = temp_dir();
     let dir = dir.path();
     let gateway = Gateway::start(dir, "1s");
     let config = gateway.config();
@@ -610,7 +338,7 @@ fn export_verify_and_tampering() {
     assert!(total > first, "{first} {total}");
 
     // The verifier key, and a key file only its owner can read.
-    let out = cli_ok(dir, &["audit", "public-key", "--config", config]);
+    let out = cli_ok(dir, None, &["audit", "public-key", "--config", config]);
     let key_text = out.stdout.trim().to_owned();
     let key = VerifierKey::parse(&key_text).expect("public-key prints a verifier key");
     assert_eq!(key.name(), gateway.origin());
@@ -625,6 +353,7 @@ fn export_verify_and_tampering() {
     let file = dir.join("export.jsonl");
     let out = cli_ok(
         dir,
+        None,
         &[
             "audit",
             "export",
@@ -640,7 +369,7 @@ fn export_verify_and_tampering() {
         out.describe()
     );
     let f = path_str(&file);
-    let out = cli_ok(dir, &["audit", "verify", f, "--key", &key_text]);
+    let out = cli_ok(dir, None, &["audit", "verify", f, "--key", &key_text]);
     assert!(
         out.stdout
             .starts_with(&format!("ok: {total} records (0..{})", total - 1)),
@@ -651,14 +380,18 @@ fn export_verify_and_tampering() {
     std::fs::write(&key_path, format!("{key_text}\n")).expect("write key");
     let at_key = format!("@{}", key_path.display());
     assert!(
-        cli_ok(dir, &["audit", "verify", f, "--key", &at_key])
+        cli_ok(dir, None, &["audit", "verify", f, "--key", &at_key])
             .stdout
             .starts_with("ok:")
     );
     assert!(
-        cli_ok(dir, &["audit", "verify", f, "--key", path_str(&key_path)])
-            .stdout
-            .starts_with("ok:")
+        cli_ok(
+            dir,
+            None,
+            &["audit", "verify", f, "--key", path_str(&key_path)]
+        )
+        .stdout
+        .starts_with("ok:")
     );
 
     let export = Export::read(&file);
@@ -874,8 +607,12 @@ fn export_verify_and_tampering() {
     let proof = dir.join("proof.json");
     let p = path_str(&proof);
     let s = seq.to_string();
-    cli_ok(dir, &["audit", "prove", &s, "--config", config, "--out", p]);
-    let out = cli_ok(dir, &["audit", "verify-proof", p, "--key", &key_text]);
+    cli_ok(
+        dir,
+        None,
+        &["audit", "prove", &s, "--config", config, "--out", p],
+    );
+    let out = cli_ok(dir, None, &["audit", "verify-proof", p, "--key", &key_text]);
     assert!(
         out.stdout
             .starts_with(&format!("ok: record {seq} (attempt)")),
@@ -928,6 +665,7 @@ fn export_verify_and_tampering() {
     let to = first.to_string();
     cli_ok(
         dir,
+        None,
         &[
             "audit",
             "export",
@@ -943,6 +681,7 @@ fn export_verify_and_tampering() {
     );
     let out = cli_ok(
         dir,
+        None,
         &["audit", "verify", path_str(&part), "--key", &key_text],
     );
     assert!(
@@ -977,6 +716,7 @@ fn export_verify_and_tampering() {
         .to_string();
     cli_ok(
         dir,
+        None,
         &[
             "audit",
             "export",
@@ -998,7 +738,11 @@ fn export_verify_and_tampering() {
     );
 
     // The live store verifies as well.
-    let out = cli_ok(dir, &["audit", "verify", "--store", "--config", config]);
+    let out = cli_ok(
+        dir,
+        None,
+        &["audit", "verify", "--store", "--config", config],
+    );
     assert!(
         out.stdout.starts_with(&format!("ok: {total} records")),
         "{}",
@@ -1009,7 +753,7 @@ fn export_verify_and_tampering() {
 
 #[test]
 fn shutdown_signs_and_the_store_is_checked() {
-    let dir = tempfile::tempdir().expect("temporary directory");
+    let dir = temp_dir();
     let dir = dir.path();
     // No checkpoint by the clock during the test: only the one at shutdown.
     let gateway = Gateway::start(dir, "1h");
@@ -1021,7 +765,11 @@ fn shutdown_signs_and_the_store_is_checked() {
     let db = gateway.db.clone();
     gateway.terminate();
 
-    let out = cli_ok(dir, &["audit", "verify", "--store", "--config", config]);
+    let out = cli_ok(
+        dir,
+        None,
+        &["audit", "verify", "--store", "--config", config],
+    );
     assert!(
         out.stdout
             .starts_with(&format!("ok: {size} records (0..{})", size - 1))
@@ -1089,7 +837,11 @@ fn shutdown_signs_and_the_store_is_checked() {
             ))
         ),
     );
-    cli_ok(dir, &["audit", "verify", "--store", "--config", config]);
+    cli_ok(
+        dir,
+        None,
+        &["audit", "verify", "--store", "--config", config],
+    );
     // The last record deleted: the checkpoint claims more records than there are.
     sqlite(&db, "DROP TRIGGER audit_events_no_delete");
     sqlite(
@@ -1117,14 +869,14 @@ fn shutdown_signs_and_the_store_is_checked() {
 
 #[test]
 fn key_rotation_is_followed_from_the_old_key() {
-    let dir = tempfile::tempdir().expect("temporary directory");
+    let dir = temp_dir();
     let dir = dir.path();
     let gateway = Gateway::start(dir, "1s");
     let config = gateway.config.clone();
     let config = path_str(&config);
     gateway.traffic("marker-before");
     gateway.wait_signed();
-    let old = cli_ok(dir, &["audit", "public-key", "--config", config])
+    let old = cli_ok(dir, None, &["audit", "public-key", "--config", config])
         .stdout
         .trim()
         .to_owned();
@@ -1160,7 +912,7 @@ fn key_rotation_is_followed_from_the_old_key() {
         .to_owned();
     VerifierKey::parse(&new).expect("the new key is a verifier key");
     assert_ne!(new, old);
-    let now = cli_ok(dir, &["audit", "public-key", "--config", config]);
+    let now = cli_ok(dir, None, &["audit", "public-key", "--config", config]);
     assert_eq!(now.stdout.trim(), new, "the key file holds the new key");
     #[cfg(unix)]
     assert_eq!(mode_of(&gateway.key_file), 0o600);
@@ -1177,8 +929,12 @@ fn key_rotation_is_followed_from_the_old_key() {
     let total = gateway.wait_signed();
     let file = dir.join("export.jsonl");
     let f = path_str(&file);
-    cli_ok(dir, &["audit", "export", "--config", config, "--out", f]);
-    let out = cli_ok(dir, &["audit", "verify", f, "--key", &old]);
+    cli_ok(
+        dir,
+        None,
+        &["audit", "export", "--config", config, "--out", f],
+    );
+    let out = cli_ok(dir, None, &["audit", "verify", f, "--key", &old]);
     assert!(
         out.stdout.starts_with(&format!("ok: {total} records")),
         "{}",
@@ -1193,6 +949,7 @@ fn key_rotation_is_followed_from_the_old_key() {
     // The store, checked from the original key, follows the rotation too.
     cli_ok(
         dir,
+        None,
         &[
             "audit", "verify", "--store", "--config", config, "--key", &old,
         ],
@@ -1220,16 +977,16 @@ fn key_rotation_is_followed_from_the_old_key() {
 
 #[test]
 fn exports_and_store_checks_next_to_a_busy_gateway() {
-    let dir = tempfile::tempdir().expect("temporary directory");
+    let dir = temp_dir();
     let dir = dir.path();
     let gateway = Gateway::start(dir, "1s");
     let config = gateway.config();
-    let key = cli_ok(dir, &["audit", "public-key", "--config", config])
+    let key = cli_ok(dir, None, &["audit", "public-key", "--config", config])
         .stdout
         .trim()
         .to_owned();
     // Allowed reads, as fast as one client can send them, until told to stop.
-    let port = gateway.port;
+    let port = gateway.server.port;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let traffic = {
         let stop = stop.clone();
@@ -1253,7 +1010,11 @@ fn exports_and_store_checks_next_to_a_busy_gateway() {
     // (the records after it are not signed yet, not missing), and exports verify offline.
     let file = dir.join("export.jsonl");
     for round in 0..3 {
-        let out = cli_ok(dir, &["audit", "verify", "--store", "--config", config]);
+        let out = cli_ok(
+            dir,
+            None,
+            &["audit", "verify", "--store", "--config", config],
+        );
         assert!(
             out.stdout.starts_with("ok: "),
             "round {round}\n{}",
@@ -1261,6 +1022,7 @@ fn exports_and_store_checks_next_to_a_busy_gateway() {
         );
         cli_ok(
             dir,
+            None,
             &[
                 "audit",
                 "export",
@@ -1270,7 +1032,11 @@ fn exports_and_store_checks_next_to_a_busy_gateway() {
                 path_str(&file),
             ],
         );
-        cli_ok(dir, &["audit", "verify", path_str(&file), "--key", &key]);
+        cli_ok(
+            dir,
+            None,
+            &["audit", "verify", path_str(&file), "--key", &key],
+        );
         thread::sleep(Duration::from_millis(400));
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

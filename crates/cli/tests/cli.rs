@@ -4,347 +4,47 @@
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::net::TcpListener;
+use std::path::Path;
+use std::time::Duration;
+use support::{
+    Config, Gateway, Proc, STEP, Tokens, bin, cli, cli_ok, free_port, http, poll, sha256_hex,
+    temp_dir, try_http,
+};
 
-const AGENT_TOKEN: &str = "test-agent-token-0123456789";
-const ALICE_TOKEN: &str = "test-alice-token-0123456789";
-const BOB_TOKEN: &str = "test-bob-token-0123456789";
+const TOKENS: Tokens = Tokens {
+    agent: "test-agent-token-0123456789",
+    alice: "test-alice-token-0123456789",
+    bob: "test-bob-token-0123456789",
+};
+const AGENT_TOKEN: &str = TOKENS.agent;
+const BOB_TOKEN: &str = TOKENS.bob;
 
-/// How long any single step (startup, a command, a state change) may take.
-const STEP: Duration = Duration::from_secs(15);
-
-// ---------------------------------------------------------------------------------------------
-// Processes
-// ---------------------------------------------------------------------------------------------
-
-/// A child process whose output is collected in the background; killed when dropped.
-struct Proc {
-    what: String,
-    child: Child,
-    stdout: Arc<Mutex<Vec<u8>>>,
-    stderr: Arc<Mutex<Vec<u8>>>,
-    readers: Vec<JoinHandle<()>>,
-}
-
-/// The result of a finished process.
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Output {
-    fn describe(&self) -> String {
-        format!(
-            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-fn collect(stream: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
-    thread::spawn(move || {
-        let mut stream = stream;
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stream.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            into.lock()
-                .expect("output lock")
-                .extend_from_slice(&buf[..n]);
-        }
-    })
-}
-
-impl Proc {
-    fn spawn(what: impl Into<String>, command: &mut Command) -> Proc {
-        let what = what.into();
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let readers = vec![
-            collect(child.stdout.take().expect("stdout"), stdout.clone()),
-            collect(child.stderr.take().expect("stderr"), stderr.clone()),
-        ];
-        Proc {
-            what,
-            child,
-            stdout,
-            stderr,
-            readers,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.stdout.lock().expect("output lock")).into_owned()
-    }
-
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().expect("output lock")).into_owned()
-    }
-
-    /// The exit code if the process has ended.
-    fn exited(&mut self) -> Option<Option<i32>> {
-        self.child
-            .try_wait()
-            .unwrap_or_else(|e| panic!("cannot poll {}: {e}", self.what))
-            .map(|s| s.code())
-    }
-
-    fn finished(&mut self, code: Option<i32>) -> Output {
-        for reader in self.readers.drain(..) {
-            let _ = reader.join();
-        }
-        Output {
-            code,
-            stdout: self.stdout(),
-            stderr: self.stderr(),
-        }
-    }
-
-    /// Waits for the process to end; panics (and kills it) after `timeout`.
-    fn wait(mut self, timeout: Duration) -> Output {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(code) = self.exited() {
-                return self.finished(code);
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                let out = self.finished(None);
-                panic!(
-                    "{} did not finish within {timeout:?}\n{}",
-                    self.what,
-                    out.describe()
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn bin() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_countersign"));
-    for var in ["COUNTERSIGN_URL", "COUNTERSIGN_TOKEN", "COUNTERSIGN_LOG"] {
-        command.env_remove(var);
-    }
-    command.env("NO_COLOR", "1");
-    command
-}
-
-/// Runs `countersign ARGS…` in `cwd` (as `token`, if any) to completion.
-fn cli(cwd: &Path, token: Option<&str>, args: &[&str]) -> Output {
-    let mut command = bin();
-    command.current_dir(cwd).args(args);
-    if let Some(token) = token {
-        command.env("COUNTERSIGN_TOKEN", token);
-    }
-    Proc::spawn(format!("countersign {}", args.join(" ")), &mut command).wait(STEP)
-}
-
-/// Runs `countersign ARGS…` and expects exit code 0.
-fn cli_ok(cwd: &Path, token: Option<&str>, args: &[&str]) -> Output {
-    let out = cli(cwd, token, args);
-    assert_eq!(
-        out.code,
-        Some(0),
-        "countersign {} failed\n{}",
-        args.join(" "),
-        out.describe()
-    );
-    out
-}
-
-/// Polls `check` every 50 ms until it answers `Some`, panicking with `what` after `timeout`.
-fn poll<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// HTTP (a minimal client over std, enough for /readyz and /v1/policies)
-// ---------------------------------------------------------------------------------------------
-
-/// `GET path` on the gateway at `port`; the status and the body, or `None` if unreachable.
-fn http_get(port: u16, path: &str, token: Option<&str>) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+/// A gateway from a config file in `dir`: our three principals (alice a reviewer and
+/// administrator), SQLite in that directory, and `policy_dir` (else the embedded example
+/// policies).
+fn configured(dir: &Path, policy_dir: Option<&Path>) -> Gateway {
+    let sections = policy_dir
+        .map(|d| format!("[policy]\ndir = {:?}\n", d.display().to_string()))
         .unwrap_or_default();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}Connection: close\r\n\r\n"
+    Gateway::configured(
+        dir,
+        &Config {
+            tokens: &TOKENS,
+            alice_groups: &["reviewers", "admins"],
+            sections,
+        },
     )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, body.to_owned()))
 }
 
 /// The policy set the gateway has in force, from `GET /v1/policies`.
 fn policies(port: u16) -> Value {
-    let (status, body) = http_get(port, "/v1/policies", Some(AGENT_TOKEN))
-        .expect("the gateway does not answer GET /v1/policies");
+    let (status, body) = http(port, "GET", "/v1/policies", AGENT_TOKEN, None);
     assert_eq!(status, 200, "GET /v1/policies: {body}");
-    serde_json::from_str(&body).expect("GET /v1/policies is not JSON")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("no free local port")
-        .port()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Gateways
-// ---------------------------------------------------------------------------------------------
-
-struct Gateway {
-    proc: Proc,
-    port: u16,
-}
-
-impl Gateway {
-    /// Starts `countersign serve ARGS…` in `cwd` and waits until `/readyz` answers 200.
-    /// `None` if it exited before becoming ready (the output is in the error).
-    fn try_start(cwd: &Path, args: &[&str], port: u16) -> Result<Gateway, Output> {
-        let mut command = bin();
-        command.current_dir(cwd).arg("serve").args(args);
-        let mut proc = Proc::spawn(
-            format!("countersign serve {}", args.join(" ")),
-            &mut command,
-        );
-        let deadline = Instant::now() + STEP;
-        loop {
-            if let Some(code) = proc.exited() {
-                return Err(proc.finished(code));
-            }
-            if let Some((200, _)) = http_get(port, "/readyz", None) {
-                return Ok(Gateway { proc, port });
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the gateway was not ready on port {port} within {STEP:?}\n--- stderr\n{}",
-                proc.stderr()
-            );
-            thread::sleep(Duration::from_millis(25));
-        }
-    }
-
-    /// A gateway from a config file in a fresh temporary directory: our three principals,
-    /// SQLite in that directory, and `policy_dir` (else the embedded example policies).
-    fn configured(dir: &Path, policy_dir: Option<&Path>) -> Gateway {
-        // A free port can be taken between probing and binding; try a few.
-        let mut last = None;
-        for _ in 0..3 {
-            let port = free_port();
-            let config = write_config(dir, port, policy_dir);
-            match Gateway::try_start(dir, &["--config", config.to_str().expect("utf-8")], port) {
-                Ok(gateway) => return gateway,
-                Err(out) if out.stderr.contains("cannot listen") => last = Some(out),
-                Err(out) => panic!("the gateway exited at start\n{}", out.describe()),
-            }
-        }
-        panic!(
-            "the gateway could not bind a port\n{}",
-            last.expect("attempted").describe()
-        );
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-fn sha256_hex(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-fn write_config(dir: &Path, port: u16, policy_dir: Option<&Path>) -> PathBuf {
-    let db = dir.join("db.sqlite");
-    let policy = policy_dir
-        .map(|d| format!("[policy]\ndir = {:?}\n", d.display().to_string()))
-        .unwrap_or_default();
-    let text = format!(
-        r#"[server]
-listen = "127.0.0.1:{port}"
-public_url = "http://127.0.0.1:{port}"
-
-[store]
-url = "sqlite://{db}"
-
-{policy}
-[[principals]]
-kind = "agent"
-id = "ci-agent"
-groups = ["agents"]
-token_sha256 = "{agent}"
-
-[[principals]]
-kind = "user"
-id = "alice@example.com"
-groups = ["reviewers", "admins"]
-token_sha256 = "{alice}"
-
-[[principals]]
-kind = "user"
-id = "bob@example.com"
-groups = ["reviewers"]
-token_sha256 = "{bob}"
-"#,
-        db = db.display(),
-        agent = sha256_hex(AGENT_TOKEN),
-        alice = sha256_hex(ALICE_TOKEN),
-        bob = sha256_hex(BOB_TOKEN),
-    );
-    let path = dir.join("countersign.toml");
-    std::fs::write(&path, text).expect("write config");
-    path
-}
-
-fn temp_dir() -> tempfile::TempDir {
-    tempfile::tempdir().expect("temporary directory")
+    body
 }
 
 /// Starts `countersign exec` as the agent in the background.
@@ -538,7 +238,7 @@ fn quick_start_without_config() {
 fn denied_request_does_not_run() {
     let dir = temp_dir();
     let dir = dir.path();
-    let gateway = Gateway::configured(dir, None);
+    let gateway = configured(dir, None);
     let url = gateway.url();
     let marker = dir.join("ran.marker");
     let script = format!("touch '{}'", marker.display());
@@ -675,7 +375,7 @@ fn config_errors_stop_serve() {
 fn exec_refusals() {
     let dir = temp_dir();
     let dir = dir.path();
-    let gateway = Gateway::configured(dir, None);
+    let gateway = configured(dir, None);
     let url = gateway.url();
     let marker = dir.join("ran.marker");
     let marker = marker.to_str().expect("utf-8");
@@ -727,14 +427,8 @@ fn sighup_reloads_policies() {
     let first = "@id(\"exec-needs-review\")\n@approval(\"reviewers\")\n\
                  permit (principal in Group::\"agents\", action == Action::\"exec\", resource is Host);\n";
     std::fs::write(policy_dir.join("main.cedar"), first).expect("write policy");
-    let gateway = Gateway::configured(dir, Some(&policy_dir));
-    let hup = || {
-        let status = Command::new("kill")
-            .args(["-HUP", &gateway.proc.pid().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -HUP failed");
-    };
+    let gateway = configured(dir, Some(&policy_dir));
+    let hup = || gateway.proc.signal("HUP");
 
     let v1 = policies(gateway.port);
     assert_eq!(v1["policy_ids"], serde_json::json!(["exec-needs-review"]));
@@ -771,7 +465,10 @@ fn sighup_reloads_policies() {
         "a broken policy set replaced the working one"
     );
     assert!(
-        matches!(http_get(gateway.port, "/readyz", None), Some((200, _))),
+        matches!(
+            try_http(gateway.port, "GET", "/readyz", None, None),
+            Some((200, _))
+        ),
         "the gateway stopped answering after a refused reload"
     );
 }

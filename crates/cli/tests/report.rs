@@ -5,6 +5,8 @@
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use countersign_core::{
     Action, Attempt, Classification, Decision, Principal, PrincipalKind, Resource,
 };
@@ -12,9 +14,9 @@ use countersign_engine::{AuditSigning, CheckOutcome, Engine, EngineConfig, keyfi
 use countersign_policy::LoadedPolicies;
 use countersign_store::Store;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
+use support::{cli, cli_ok};
 
 const ORIGIN: &str = "report.test/countersign";
 /// The hostile payload: if it is not escaped, the report runs it.
@@ -51,44 +53,6 @@ struct Scenario {
     late: String,
     /// Between the creation of `late` and its approval.
     mid: String,
-}
-
-fn bin() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_countersign"));
-    command.env_remove("COUNTERSIGN_LOG").env("NO_COLOR", "1");
-    command
-}
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(cwd: &Path, args: &[&str]) -> Run {
-    let out = bin()
-        .current_dir(cwd)
-        .args(args)
-        .output()
-        .expect("run countersign");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn run_ok(cwd: &Path, args: &[&str]) -> Run {
-    let r = run(cwd, args);
-    assert_eq!(
-        r.code,
-        Some(0),
-        "countersign {} failed\n--- stdout\n{}\n--- stderr\n{}",
-        args.join(" "),
-        r.stdout,
-        r.stderr
-    );
-    r
 }
 
 fn rfc3339_ms(t: SystemTime) -> String {
@@ -368,8 +332,9 @@ fn period() -> (String, String) {
 
 fn report(s: &Scenario, name: &str, from: &str, to: &str, format: &str) -> String {
     let out = s.dir.join(name);
-    run_ok(
+    cli_ok(
         &s.dir,
+        None,
         &[
             "audit",
             "report",
@@ -450,7 +415,7 @@ fn run_printed_commands(s: &Scenario, html: &str) -> String {
         let words = shell_words(line);
         assert_eq!(words[0], "countersign");
         let args: Vec<&str> = words[1..].iter().map(String::as_str).collect();
-        verified = run_ok(work.path(), &args).stdout;
+        verified = cli_ok(work.path(), None, &args).stdout;
     }
     assert!(verified.starts_with("ok: "), "{verified}");
     verified
@@ -688,7 +653,7 @@ fn bad_input_is_refused() {
     let out = s.dir.join("never.html");
     let out = out.to_str().unwrap();
     let fails = |args: &[&str], message: &str| {
-        let r = run(&s.dir, args);
+        let r = cli(&s.dir, None, args);
         assert_ne!(r.code, Some(0), "{args:?} should fail");
         assert!(r.stderr.contains(message), "{args:?}: {}", r.stderr);
     };
@@ -733,8 +698,9 @@ fn bad_input_is_refused() {
         format!("[store]\nurl = \"sqlite://{}\"\n", db.display()),
     )
     .unwrap();
-    let r = run(
+    let r = cli(
         &s.dir,
+        None,
         &[
             "audit",
             "report",
