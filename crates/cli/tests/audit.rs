@@ -52,6 +52,22 @@ fn path_str(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
 }
 
+/// `countersign audit export --config CONFIG --out OUT [--from N --to M]`, which must succeed.
+fn run_export(dir: &Path, config: &str, out: &Path, range: Option<(&str, &str)>) -> Output {
+    let mut args = vec![
+        "audit",
+        "export",
+        "--config",
+        config,
+        "--out",
+        path_str(out),
+    ];
+    if let Some((from, to)) = range {
+        args.extend(["--from", from, "--to", to]);
+    }
+    cli_ok(dir, None, &args)
+}
+
 #[cfg(unix)]
 fn mode_of(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
@@ -351,18 +367,7 @@ fn export_verify_and_tampering() {
 
     // A full export verifies, with the key's text, @FILE or a path to a file holding it.
     let file = dir.join("export.jsonl");
-    let out = cli_ok(
-        dir,
-        None,
-        &[
-            "audit",
-            "export",
-            "--config",
-            config,
-            "--out",
-            path_str(&file),
-        ],
-    );
+    let out = run_export(dir, config, &file, None);
     assert!(
         out.stderr.contains(&format!("exported records 0..{total}")),
         "{}",
@@ -663,22 +668,7 @@ fn export_verify_and_tampering() {
     // A partial export from record 3 to a checkpointed size verifies on its own.
     let part = dir.join("part.jsonl");
     let to = first.to_string();
-    cli_ok(
-        dir,
-        None,
-        &[
-            "audit",
-            "export",
-            "--config",
-            config,
-            "--out",
-            path_str(&part),
-            "--from",
-            "3",
-            "--to",
-            &to,
-        ],
-    );
+    run_export(dir, config, &part, Some(("3", &to)));
     let out = cli_ok(
         dir,
         None,
@@ -714,22 +704,7 @@ fn export_verify_and_tampering() {
         .find(|size| checkpoints.iter().all(|c| c.1 != *size))
         .expect("a size between checkpoints")
         .to_string();
-    cli_ok(
-        dir,
-        None,
-        &[
-            "audit",
-            "export",
-            "--config",
-            config,
-            "--out",
-            path_str(&part),
-            "--from",
-            "3",
-            "--to",
-            &unsigned,
-        ],
-    );
+    run_export(dir, config, &part, Some(("3", &unsigned)));
     cli_fails(
         dir,
         &["audit", "verify", path_str(&part), "--key", &key_text],
@@ -1020,18 +995,7 @@ fn exports_and_store_checks_next_to_a_busy_gateway() {
             "round {round}\n{}",
             out.describe()
         );
-        cli_ok(
-            dir,
-            None,
-            &[
-                "audit",
-                "export",
-                "--config",
-                config,
-                "--out",
-                path_str(&file),
-            ],
-        );
+        run_export(dir, config, &file, None);
         cli_ok(
             dir,
             None,

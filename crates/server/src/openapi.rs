@@ -24,6 +24,10 @@ fn ok(schema: &str, description: &str) -> Value {
     responses
 }
 
+fn limit_param(max: u32) -> Value {
+    json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": max}})
+}
+
 fn id_param() -> Value {
     json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}})
 }
@@ -80,7 +84,7 @@ pub fn spec() -> Value {
                 "summary": "List approval requests the caller may see",
                 "parameters": [
                     {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["pending", "approved", "denied", "expired", "cancelled", "all"]}},
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}
+                    limit_param(1000)
                 ],
                 "responses": ok("RequestList", "Requests, newest first")
             }},
@@ -104,7 +108,7 @@ pub fn spec() -> Value {
                 "summary": "List grants (administrators and auditors: all; others: their own)",
                 "parameters": [
                     {"name": "active", "in": "query", "schema": {"type": "boolean"}},
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}
+                    limit_param(1000)
                 ],
                 "responses": ok("GrantList", "Grants, newest first")
             }},
@@ -118,7 +122,7 @@ pub fn spec() -> Value {
                 "summary": "Read the audit log (auditors)",
                 "parameters": [
                     {"name": "from", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}
+                    limit_param(10000)
                 ],
                 "responses": ok("AuditPage", "Records in sequence order")
             }},
