@@ -19,7 +19,7 @@ pub mod note;
 
 pub use event::{AuditEvent, EventKind};
 
-use countersign_core::canonical::write_canonical;
+use countersign_core::canonical::to_canonical_string;
 use merkle::Hash;
 
 /// One stored record: `event_json` is the canonical JSON of the event including its `"seq"`
@@ -41,10 +41,7 @@ pub fn encode(seq: u64, event: &AuditEvent) -> AuditRecord {
     if let serde_json::Value::Object(map) = &mut doc {
         map.insert("seq".into(), serde_json::Value::from(seq));
     }
-    let mut bytes = Vec::with_capacity(512);
-    write_canonical(&doc, &mut bytes);
-    // The canonical writer emits only ASCII and bytes copied from valid strings.
-    let event_json = String::from_utf8(bytes).unwrap_or_default();
+    let event_json = to_canonical_string(&doc);
     let leaf_hash = merkle::leaf_hash(event_json.as_bytes());
     AuditRecord {
         seq,

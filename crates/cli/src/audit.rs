@@ -8,13 +8,13 @@
 use crate::client::Client;
 use crate::config::StateLocation;
 use anyhow::{Context, Result, bail};
-use countersign_audit::export::{ExportVerifier, VerifyError, VerifySummary};
+use countersign_audit::export::{VerifyError, VerifySummary, verify_reader};
 use countersign_audit::merkle;
 use countersign_audit::note::{Checkpoint, VerifierKey};
 use countersign_engine::{audit_io, keyfile};
 use countersign_store::Store;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufWriter, IsTerminal};
+use std::io::{BufWriter, IsTerminal};
 use std::path::{Path, PathBuf};
 
 /// A verifier key given on the command line: the key text itself, or `@FILE` / a path to a
@@ -162,41 +162,11 @@ pub fn verify_file(path: &Path, keys: Vec<VerifierKey>) -> Result<i32> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let total = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
     let bar = progress_bar(total, "verifying");
-    let mut verifier = ExportVerifier::new(keys);
-    let mut line = Vec::with_capacity(1024);
-    let mut line_no = 0u64;
-    let mut read = 0u64;
-    loop {
-        line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        line_no += 1;
-        read += n as u64;
-        if line_no.is_multiple_of(4096) {
-            bar.set_position(read);
-        }
-        if line.last() != Some(&b'\n') {
-            bar.finish_and_clear();
-            eprintln!(
-                "FAILED: line {line_no}: the export is truncated (the last line is incomplete)"
-            );
-            return Ok(1);
-        }
-        line.pop();
-        if let Err(e) = verifier.line(line_no, &line) {
-            bar.finish_and_clear();
-            eprintln!("FAILED: {e}");
-            return Ok(1);
-        }
-    }
+    let reader = std::io::BufReader::with_capacity(1 << 20, bar.wrap_read(file));
+    let outcome = verify_reader(keys, reader);
     bar.finish_and_clear();
-    Ok(conclude(verifier.finish()).map_or(1, |_| 0))
+    Ok(conclude(outcome).map_or(1, |_| 0))
 }
 
 /// Prints the outcome of a verification: the summary, or the first problem found.

@@ -79,15 +79,34 @@ impl Client {
     }
 }
 
-fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+pub fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key].as_str().unwrap_or("-")
+}
+
+/// `text` as one URL path segment or query value: everything but unreserved characters
+/// percent-encoded, so an argument like `../x?y` cannot reach another route.
+pub fn url_part(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    // `.` and `..` alone are path navigation even when unencoded characters are fine.
+    match out.as_str() {
+        "." => "%2E".into(),
+        ".." => "%2E%2E".into(),
+        _ => out,
+    }
 }
 
 /// One line per request: id, status, who, action, resources, age.
 pub async fn list_requests(client: &Client, status: &str, json: bool) -> Result<()> {
     let body = client
         .get(
-            &format!("/v1/requests?status={status}"),
+            &format!("/v1/requests?status={}", url_part(status)),
             Duration::from_secs(30),
         )
         .await?;
@@ -141,7 +160,7 @@ pub async fn vote(client: &Client, id: &str, decision: &str, reason: &str) -> Re
     }
     let body = client
         .post(
-            &format!("/v1/requests/{id}/votes"),
+            &format!("/v1/requests/{}/votes", url_part(id)),
             &serde_json::json!({"decision": decision, "reason": reason}),
         )
         .await?;
@@ -167,4 +186,21 @@ pub async fn vote(client: &Client, id: &str, decision: &str, reason: &str) -> Re
         rules
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_part;
+
+    #[test]
+    fn arguments_cannot_leave_their_url_segment() {
+        assert_eq!(url_part("01a1fc91-2083-76d5"), "01a1fc91-2083-76d5");
+        assert_eq!(
+            url_part("../requests/R/cancel?"),
+            "..%2Frequests%2FR%2Fcancel%3F"
+        );
+        assert_eq!(url_part(".."), "%2E%2E");
+        assert_eq!(url_part("a b&c=d#e"), "a%20b%26c%3Dd%23e");
+        assert_eq!(url_part("é"), "%C3%A9");
+    }
 }

@@ -4,7 +4,7 @@
 //! Exit codes besides the command's own: 2 usage or gateway errors, 3 denied, 4 expired,
 //! 5 cancelled, 130 interrupted while waiting (the request is cancelled).
 
-use crate::client::Client;
+use crate::client::{Client, str_of, url_part};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use std::io::{IsTerminal, Write};
@@ -82,7 +82,8 @@ pub async fn run(client: &Client, args: ExecArgs) -> Result<i32> {
         s = wait_for_settlement(client, &request_id, &review_url) => s?,
         _ = tokio::signal::ctrl_c() => {
             finish_progress();
-            let _ = client.post(&format!("/v1/requests/{request_id}/cancel"), &json!({})).await;
+            let cancel = format!("/v1/requests/{}/cancel", url_part(&request_id));
+            let _ = client.post(&cancel, &json!({})).await;
             eprintln!("countersign: interrupted; request {request_id} cancelled");
             return Ok(EXIT_INTERRUPTED);
         }
@@ -119,10 +120,6 @@ pub async fn run(client: &Client, args: ExecArgs) -> Result<i32> {
     }
 }
 
-fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key].as_str().unwrap_or("-")
-}
-
 /// ` (who: why)` of the vote that denied a settled request, or nothing if it has none.
 fn denial_detail(request: &Value) -> String {
     let vote = request["votes"]
@@ -146,7 +143,7 @@ async fn wait_for_settlement(client: &Client, id: &str, review_url: &str) -> Res
     let result = loop {
         let body = match client
             .get(
-                &format!("/v1/requests/{id}?wait={POLL_SECONDS}"),
+                &format!("/v1/requests/{}?wait={POLL_SECONDS}", url_part(id)),
                 Duration::from_secs(POLL_SECONDS + 10),
             )
             .await

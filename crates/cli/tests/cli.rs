@@ -207,7 +207,11 @@ fn quick_start_without_config() {
         exec.stderr()
     );
     let second = cli_ok(cwd, Some(&bob), &["approve", &id, "--reason", "ok"]);
-    assert!(second.stdout.contains("approved"), "{}", second.describe());
+    assert!(
+        second.stdout.contains("request is approved"),
+        "{}",
+        second.describe()
+    );
 
     let out = exec.wait(STEP);
     assert_eq!(
@@ -265,7 +269,11 @@ fn denied_request_does_not_run() {
         Some(BOB_TOKEN),
         &["deny", &id, "--reason", "not today", "--config", config],
     );
-    assert!(vote.stdout.contains("denied"), "{}", vote.describe());
+    assert!(
+        vote.stdout.contains("request is denied"),
+        "{}",
+        vote.describe()
+    );
 
     let out = exec.wait(STEP);
     assert_eq!(

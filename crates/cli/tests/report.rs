@@ -262,7 +262,7 @@ async fn build() -> Scenario {
         .unwrap();
     let grant = engine.grant_for_request(&revoked).await.unwrap().unwrap();
     engine
-        .revoke(&alice, &grant.id, Some("rolled back".into()))
+        .revoke(&alice, &grant.id, true, Some("rolled back".into()))
         .await
         .unwrap();
 

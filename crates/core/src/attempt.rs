@@ -161,6 +161,11 @@ pub fn same_person(a: &str, b: &str) -> bool {
     a.trim().eq_ignore_ascii_case(b.trim())
 }
 
+/// The form of a principal id under which [`same_person`] ids are equal: for counting people.
+pub fn person_key(id: &str) -> String {
+    id.trim().to_ascii_lowercase()
+}
+
 /// One concrete action a principal tries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attempt {

@@ -14,7 +14,7 @@ pub mod request;
 pub mod time;
 
 pub use attempt::{
-    Action, ActionError, Attempt, Classification, Resource, ResourceRef, same_person,
+    Action, ActionError, Attempt, Classification, Resource, ResourceRef, person_key, same_person,
 };
 pub use decision::{ApprovalRule, PolicyOutcome, Requirements, Verdict, decide};
 pub use digest::PayloadDigest;

@@ -10,7 +10,7 @@
 //!   eligible groups counts once;
 //! - nothing is accepted after settlement or after the deadline.
 
-use crate::attempt::Attempt;
+use crate::attempt::{Attempt, person_key, same_person};
 use crate::decision::Requirements;
 use crate::digest::PayloadDigest;
 use crate::principal::{Principal, PrincipalKind, PrincipalRef};
@@ -196,7 +196,11 @@ impl ApprovalRequest {
         if now >= self.expires_at {
             return Err(VoteError::Expired);
         }
-        if self.votes.iter().any(|v| v.voter == vote.voter) {
+        if self
+            .votes
+            .iter()
+            .any(|v| same_person(&v.voter.id, &vote.voter.id))
+        {
             return Err(VoteError::DuplicateVote(vote.voter.to_string()));
         }
         let decision = vote.decision;
@@ -230,7 +234,7 @@ impl ApprovalRequest {
             .iter()
             .filter(|v| v.decision == Decision::Approve)
             .filter(|v| v.voter_groups.iter().any(|g| groups.contains(g)))
-            .map(|v| &v.voter)
+            .map(|v| person_key(&v.voter.id))
             .collect::<BTreeSet<_>>()
             .len()
     }
@@ -452,6 +456,28 @@ mod tests {
             vote_as(&mut r, &user("alice", &["owners"]), Decision::Approve, 2),
             Err(VoteError::SelfApproval)
         );
+    }
+
+    #[test]
+    fn one_person_under_two_spellings_counts_once() {
+        let mut r = request(vec![rule(&["owners"], 2)]);
+        vote_as(
+            &mut r,
+            &user("bob@x.com", &["owners"]),
+            Decision::Approve,
+            1,
+        )
+        .unwrap();
+        assert!(matches!(
+            vote_as(
+                &mut r,
+                &user("Bob@X.com ", &["owners"]),
+                Decision::Approve,
+                2
+            ),
+            Err(VoteError::DuplicateVote(_))
+        ));
+        assert_eq!(r.approvals_for(&["owners".to_string()].into()), 1);
     }
 
     #[test]

@@ -22,6 +22,23 @@ impl Timestamp {
     }
 }
 
+/// The last instant RFC 3339 can write: 9999-12-31T23:59:59.999Z.
+const LAST_WRITABLE_MS: u64 = 253_402_300_799_999;
+
+impl Timestamp {
+    /// As a `SystemTime`, clamped to what RFC 3339 can write (1970 to the year 9999).
+    pub fn to_system_time(self) -> std::time::SystemTime {
+        let ms = u64::try_from(self.0).unwrap_or(0).min(LAST_WRITABLE_MS);
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)
+    }
+
+    /// RFC 3339 in UTC with milliseconds, e.g. `2026-11-21T05:00:00.000Z`. Never fails:
+    /// instants the format cannot write are clamped to its range.
+    pub fn to_rfc3339(self) -> String {
+        humantime::format_rfc3339_millis(self.to_system_time()).to_string()
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
@@ -122,6 +139,14 @@ mod tests {
         ] {
             assert!(parse_duration_ms(bad).is_err(), "{bad} should be refused");
         }
+    }
+
+    #[test]
+    fn rfc3339_is_total() {
+        assert_eq!(Timestamp(0).to_rfc3339(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(Timestamp(1_500).to_rfc3339(), "1970-01-01T00:00:01.500Z");
+        assert_eq!(Timestamp(i64::MAX).to_rfc3339(), "9999-12-31T23:59:59.999Z");
+        assert_eq!(Timestamp(-5).to_rfc3339(), "1970-01-01T00:00:00.000Z");
     }
 
     #[test]

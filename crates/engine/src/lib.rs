@@ -412,12 +412,14 @@ impl Engine {
         &self,
         by: &Principal,
         grant_id: &str,
+        by_admin: bool,
         reason: Option<String>,
     ) -> Result<Grant, EngineError> {
         let by = by.reference();
         let grant_id = grant_id.to_owned();
         self.submit(|reply| Job::Revoke {
             by,
+            by_admin,
             grant_id,
             reason,
             reply,

@@ -78,6 +78,7 @@ pub(crate) enum Job {
     },
     Revoke {
         by: PrincipalRef,
+        by_admin: bool,
         grant_id: String,
         reason: Option<String>,
         reply: Reply<Grant>,
@@ -327,11 +328,12 @@ async fn execute(
         }
         Job::Revoke {
             by,
+            by_admin,
             grant_id,
             reason,
             reply,
         } => {
-            let r = revoke(w, &by, &grant_id, reason, now, fx).await;
+            let r = revoke(w, &by, by_admin, &grant_id, reason, now, fx).await;
             let failed = r.is_err();
             (Done::new(reply, r), failed)
         }
@@ -598,9 +600,11 @@ async fn cancel(
     Ok(request)
 }
 
+/// Revokes a grant: an administrator any, a principal its own.
 async fn revoke(
     w: &mut Writer<'_>,
     by: &PrincipalRef,
+    by_admin: bool,
     grant_id: &str,
     reason: Option<String>,
     now: Timestamp,
@@ -610,6 +614,9 @@ async fn revoke(
         w.tx.grant(grant_id)
             .await?
             .ok_or_else(|| EngineError::GrantNotFound(grant_id.to_owned()))?;
+    if !by_admin && grant.principal != *by {
+        return Err(EngineError::NotYourGrant(grant_id.to_owned()));
+    }
     if !w.tx.end_grant(grant_id, GrantStatus::Revoked, now).await? {
         return Err(EngineError::GrantNotActive(grant.status));
     }

@@ -304,14 +304,21 @@ async fn window_grant_covers_other_payloads_until_revoked(backend: Backend) {
         "pending"
     );
     let grant = grant.unwrap();
+    // Only an administrator, or the grant's own principal, may revoke it.
+    assert!(matches!(
+        engine
+            .revoke(&user("bob", &["owners"]), &grant, false, None)
+            .await,
+        Err(EngineError::NotYourGrant(_))
+    ));
     let admin = user("root", &["admins"]);
     let g = engine
-        .revoke(&admin, &grant, Some("incident".into()))
+        .revoke(&admin, &grant, true, Some("incident".into()))
         .await
         .unwrap();
     assert_eq!(g.status, GrantStatus::Revoked);
     assert!(matches!(
-        engine.revoke(&admin, &grant, None).await,
+        engine.revoke(&admin, &grant, true, None).await,
         Err(EngineError::GrantNotActive(GrantStatus::Revoked))
     ));
     assert_eq!(

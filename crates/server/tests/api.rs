@@ -476,7 +476,7 @@ async fn request_visibility_follows_roles(backend: Backend) {
         assert_eq!(v["payload"], "COPY v TO STDOUT");
     }
     let (s, v) = g.get(&format!("/v1/requests/{id}"), EVE).await;
-    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "forbidden"));
+    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "not_found"));
     let (_, v) = g.get("/v1/requests?status=pending", ALICE).await;
     assert_eq!(v["requests"].as_array().unwrap().len(), 1);
     let (_, v) = g.get("/v1/requests?status=pending", EVE).await;

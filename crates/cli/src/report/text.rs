@@ -3,14 +3,9 @@
 
 use countersign_core::{PrincipalRef, Resource, Timestamp};
 
-fn system_time(t: Timestamp) -> std::time::SystemTime {
-    let ms = u64::try_from(t.millis()).unwrap_or(0);
-    std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)
-}
-
 /// `2026-11-01 12:03:04` (UTC).
 pub(super) fn when(t: Timestamp) -> String {
-    humantime::format_rfc3339_seconds(system_time(t))
+    humantime::format_rfc3339_seconds(t.to_system_time())
         .to_string()
         .replace('T', " ")
         .trim_end_matches('Z')
@@ -19,7 +14,7 @@ pub(super) fn when(t: Timestamp) -> String {
 
 /// RFC 3339 with milliseconds, for machine-readable output.
 pub(super) fn when_ms(t: Timestamp) -> String {
-    humantime::format_rfc3339_millis(system_time(t)).to_string()
+    t.to_rfc3339()
 }
 
 /// `42s`, `3m 12s`, `2h 05m`, `3d 4h`.

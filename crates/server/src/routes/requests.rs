@@ -132,9 +132,8 @@ pub async fn show(
 ) -> ApiResult<Json<Value>> {
     let request = state.engine.request(&id).await?;
     if !may_see(&caller, &request) {
-        return Err(ApiError::forbidden(
-            "only the requester, eligible reviewers, auditors and administrators may read this request",
-        ));
+        // As for a request that does not exist: outsiders learn nothing, not even that.
+        return Err(ApiError::not_found(format!("request `{id}` not found")));
     }
     let wait = params.wait.unwrap_or(0);
     if wait > MAX_WAIT_SECONDS {
