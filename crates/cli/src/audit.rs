@@ -32,12 +32,6 @@ pub fn read_key(arg: &str) -> Result<VerifierKey> {
         .with_context(|| format!("`{}` is not a verifier key", text.trim()))
 }
 
-async fn open_store(state: &StateLocation) -> Result<Store> {
-    Store::open(&state.store_url)
-        .await
-        .with_context(|| format!("cannot open the store at {}", state.store_url))
-}
-
 /// `countersign audit public-key`: the verifier key of the gateway's signing key.
 pub fn public_key(state: &StateLocation) -> Result<()> {
     let key = keyfile::load(&state.key_file)?;
@@ -95,7 +89,7 @@ pub async fn export(
     from: Option<&str>,
     to: Option<&str>,
 ) -> Result<()> {
-    let store = open_store(state).await?;
+    let store = state.open_store().await?;
     let from = match from {
         Some(text) => Some(record_bound(&store, text).await?),
         None => None,
@@ -185,7 +179,7 @@ fn conclude(outcome: Result<VerifySummary, VerifyError>) -> Option<VerifySummary
 
 /// `countersign audit verify --store`: the live database, checked like an export.
 pub async fn verify_store(state: &StateLocation, keys: Vec<VerifierKey>) -> Result<i32> {
-    let store = open_store(state).await?;
+    let store = state.open_store().await?;
     let bar = progress_bar(store.audit_size().await?, "verifying");
     let outcome =
         audit_io::verify_store(&store, &state.origin, keys, |n| bar.set_position(n)).await?;
@@ -215,7 +209,7 @@ const PROOF_FORMAT: &str = "countersign_inclusion_proof";
 pub async fn prove(state: &StateLocation, seq: u64, out: Option<&PathBuf>) -> Result<()> {
     use base64::Engine as _;
     let b64 = |h: &merkle::Hash| base64::engine::general_purpose::STANDARD.encode(h);
-    let store = open_store(state).await?;
+    let store = state.open_store().await?;
     let proof = audit_io::inclusion_proof(&store, seq).await?;
     let doc = json!({
         PROOF_FORMAT: 1,

@@ -221,6 +221,27 @@ impl StateLocation {
         })
     }
 
+    /// Opens the gateway's existing store for an operator command. Unlike `serve`, it never
+    /// creates one: a wrong `--config` is an error, not a new empty database.
+    pub async fn open_store(&self) -> Result<countersign_store::Store> {
+        let url = &self.store_url;
+        if let Some(rest) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            let path = rest.split('?').next().unwrap_or(rest);
+            if !path.is_empty() && !path.contains(":memory:") && !Path::new(path).exists() {
+                bail!(
+                    "there is no store at {path}: the gateway has not run with this configuration \
+                     (check --config and [store] url)"
+                );
+            }
+        }
+        countersign_store::Store::open(url)
+            .await
+            .with_context(|| format!("cannot open the store at {}", redact(url)))
+    }
+
     pub fn development() -> StateLocation {
         let dir = crate::dev::dir();
         let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
@@ -234,9 +255,35 @@ impl StateLocation {
     }
 }
 
+/// Hides a password in a database URL before it is logged.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// `host[:port]/countersign` from a URL: the default origin line of the audit log.
 pub fn origin_of(public_url: &str) -> String {
     let rest = public_url.split_once("://").map_or(public_url, |(_, r)| r);
     let host = rest.split('/').next().unwrap_or(rest);
     format!("{host}/countersign")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_hidden() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite:///x/y.sqlite"), "sqlite:///x/y.sqlite");
+    }
 }

@@ -1,6 +1,6 @@
 //! `countersign serve`: run the gateway from a config file, or the development default.
 
-use crate::config::{Config, DEFAULT_LISTEN, DEFAULT_URL, PrincipalSection, StateLocation};
+use crate::config::{Config, DEFAULT_LISTEN, DEFAULT_URL, PrincipalSection, StateLocation, redact};
 use crate::dev;
 use anyhow::{Context, Result};
 use countersign_engine::{AuditSigning, Engine, EngineConfig, keyfile};
@@ -184,20 +184,6 @@ fn print_development_banner(url: &str, principals: &[dev::DevPrincipal]) {
     eprintln!();
 }
 
-/// Hides a password in a database URL before it is logged.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
 #[cfg(unix)]
 fn spawn_sighup_reload(engine: Engine, source: PolicySource) {
     use tokio::signal::unix::{SignalKind, signal};
@@ -238,16 +224,4 @@ async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutting down");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn passwords_are_hidden() {
-        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
-        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact("sqlite:///x/y.sqlite"), "sqlite:///x/y.sqlite");
-    }
 }

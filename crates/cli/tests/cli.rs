@@ -333,6 +333,44 @@ fn policy_check() {
 }
 
 #[test]
+fn operator_commands_never_create_a_store() {
+    let dir = temp_dir();
+    let config = dir.path().join("countersign.toml");
+    let db = dir.path().join("missing.sqlite");
+    std::fs::write(
+        &config,
+        format!("[store]\nurl = \"sqlite://{}\"\n", db.display()),
+    )
+    .expect("write config");
+    let config = config.to_str().expect("utf-8");
+    let out_file = dir.path().join("x.jsonl");
+    for args in [
+        vec![
+            "audit",
+            "export",
+            "--config",
+            config,
+            "--out",
+            out_file.to_str().expect("utf-8"),
+        ],
+        vec!["audit", "prove", "0", "--config", config],
+    ] {
+        let out = cli(dir.path(), None, &args);
+        assert_eq!(out.code, Some(2), "{args:?}\n{}", out.describe());
+        assert!(
+            out.stderr.contains("no store"),
+            "{args:?}\n{}",
+            out.describe()
+        );
+    }
+    assert!(
+        !db.exists(),
+        "a wrong --config must not leave an empty database behind"
+    );
+    assert!(!out_file.exists());
+}
+
+#[test]
 fn config_errors_stop_serve() {
     let cases = [
         (
@@ -341,6 +379,26 @@ fn config_errors_stop_serve() {
             "token_sha256",
         ),
         ("unknown key", "colour = \"blue\"", "colour"),
+        (
+            "unknown kind",
+            "\n[[principals]]\nkind = \"robot\"\nid = \"r2\"\ntoken_sha256 = \"1111111111111111111111111111111111111111111111111111111111111111\"",
+            "kind must be",
+        ),
+        (
+            "one id twice, other case and kind",
+            "\n[[principals]]\nkind = \"user\"\nid = \"CI-Agent\"\ntoken_sha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"",
+            "used twice",
+        ),
+        (
+            "no checkpoints",
+            "\n[audit]\ncheckpoint_every_events = 0",
+            "checkpoint_every_events",
+        ),
+        (
+            "bad interval",
+            "\n[audit]\ncheckpoint_every = \"soon\"",
+            "checkpoint_every",
+        ),
     ];
     for (case, line, expected) in cases {
         let dir = temp_dir();

@@ -74,11 +74,10 @@ mod text;
 use crate::audit::parse_date;
 use crate::config::StateLocation;
 use anyhow::{Context, Result, bail};
-use countersign_store::Store;
 use html::Report;
 use integrity::integrity;
 use period::Period;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// How the report is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -112,7 +111,7 @@ pub async fn run(state: &StateLocation, args: &ReportArgs) -> Result<()> {
             args.to
         );
     }
-    let store = open_existing_store(state).await?;
+    let store = state.open_store().await?;
     let from_seq = store.audit_seq_at(from).await?;
     let to_seq = store.audit_seq_at(to).await?.max(from_seq);
     let mut period = Period::default();
@@ -166,24 +165,4 @@ pub async fn run(state: &StateLocation, args: &ReportArgs) -> Result<()> {
         args.out.display()
     );
     Ok(())
-}
-
-/// Opens the gateway's store, refusing to create an empty SQLite file where none is.
-async fn open_existing_store(state: &StateLocation) -> Result<Store> {
-    let url = &state.store_url;
-    if let Some(rest) = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-    {
-        let path = rest.split('?').next().unwrap_or(rest);
-        if !path.is_empty() && !path.contains(":memory:") && !Path::new(path).exists() {
-            bail!(
-                "there is no store at {path}: the gateway has not run with this configuration \
-                 (check --config and [store] url)"
-            );
-        }
-    }
-    Store::open(url)
-        .await
-        .with_context(|| format!("cannot open the store at {url}"))
 }
