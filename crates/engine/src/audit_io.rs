@@ -8,7 +8,7 @@ use countersign_audit::export::{
     ExportVerifier, VerifyError, VerifySummary, checkpoint_line, event_line, header_line,
     prefix_line,
 };
-use countersign_audit::merkle::{self, Frontier, Hash, ProofError};
+use countersign_audit::merkle::{self, Hash, ProofError};
 use countersign_audit::note::VerifierKey;
 use countersign_store::{Store, StoreError};
 use std::io::Write;
@@ -132,21 +132,10 @@ pub async fn write_export(
     }
     writeln!(out, "{}", header_line(origin, from, to))?;
     if from > 0 {
-        let ids = merkle::frontier_nodes(from);
-        let nodes = store.audit_nodes(&ids).await?;
-        let subtrees = ids
-            .iter()
-            .map(|id| {
-                nodes
-                    .get(id)
-                    .copied()
-                    .ok_or(AuditIoError::Missing(id.index))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         writeln!(
             out,
             "{}",
-            prefix_line(&Frontier::from_parts(from, subtrees)?)
+            prefix_line(&store.audit_frontier_at(from).await?)
         )?;
     }
     let checkpoints = if to > from {
@@ -162,6 +151,10 @@ pub async fn write_export(
             return Err(AuditIoError::Missing(next));
         }
         for record in page.iter().take_while(|r| r.seq < to) {
+            // A gap would otherwise be skipped (or, just before `to`, never left).
+            if record.seq != next {
+                return Err(AuditIoError::Missing(next));
+            }
             writeln!(out, "{}", event_line(record))?;
             next = record.seq + 1;
             while let Some((_, note)) = pending.next_if(|(s, _)| *s == next) {

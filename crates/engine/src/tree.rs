@@ -102,12 +102,13 @@ impl Tree {
     /// Numbers, encodes and links `event`; its row is inserted by [`Tree::flush`].
     pub fn append(&mut self, event: &AuditEvent) {
         let record = encode(self.frontier.size(), event);
-        for (id, hash) in self.frontier.push(record.leaf_hash) {
+        let nodes = &mut self.nodes;
+        self.frontier.push_with(record.leaf_hash, |id, hash| {
             // Leaf hashes are stored with their events; only inner nodes go to `audit_nodes`.
             if id.level > 0 {
-                self.nodes.push((id, hash));
+                nodes.push((id, hash));
             }
-        }
+        });
         self.records.push(Unsaved {
             record,
             kind: event.kind.as_str(),
@@ -140,6 +141,11 @@ impl Tree {
         self.rollback(mark);
         self.next_key = None;
         self.requested = false;
+        // The checkpoint that failed waits a full interval before it is tried again, instead of
+        // falling due at once, again and again, while the store is down.
+        if self.unsigned_since.is_some() {
+            self.unsigned_since = Some(Instant::now());
+        }
         self.settle_clock();
     }
 

@@ -268,7 +268,11 @@ async fn run_batch(
             }
             job => job,
         };
-        tx.savepoint().await?;
+        if let Err(e) = tx.savepoint().await {
+            // Keep the job, so its caller hears why, like every other job of the batch.
+            batch.push(job);
+            return Err(e.into());
+        }
         let mark = tree.mark();
         let mut fx = Vec::new();
         let mut w = Writer {
@@ -276,6 +280,9 @@ async fn run_batch(
             tree: &mut *tree,
         };
         let (reply, failed) = execute(&mut w, job, now, &mut fx).await;
+        // The reply joins the others first: if the batch fails from here, it is answered
+        // with the failure like them.
+        done.push(reply);
         if failed {
             tx.rollback_to_savepoint().await?;
             tree.rollback(mark);
@@ -283,7 +290,6 @@ async fn run_batch(
             tx.release_savepoint().await?;
             effects.extend(fx);
         }
-        done.push(reply);
     }
     let signed = tree.flush(&mut tx, now()).await?;
     tx.commit().await?;

@@ -7,7 +7,7 @@
 use countersign_audit::merkle;
 use countersign_audit::note::{Checkpoint, SigningKey};
 use countersign_core::{Action, Attempt, Principal, PrincipalKind, Resource};
-use countersign_engine::{AuditSigning, CheckOutcome, Engine, EngineConfig};
+use countersign_engine::{AuditSigning, CheckOutcome, Engine, EngineConfig, audit_io};
 use countersign_policy::LoadedPolicies;
 use countersign_store::testing::TestDb;
 use countersign_store::{Backend, Store};
@@ -227,4 +227,11 @@ async fn direct_database_tampering_is_caught(backend: Backend) {
         .unwrap()
         .unwrap_err();
     assert_eq!(err.seq, Some(12), "{err}");
+    // An export of the damaged log stops at the gap instead of skipping it.
+    let mut out = Vec::new();
+    let exported = audit_io::write_export(&store, ORIGIN, 0, None, &mut out, |_| {}).await;
+    assert!(
+        matches!(exported, Err(audit_io::AuditIoError::Missing(12))),
+        "{exported:?}"
+    );
 }

@@ -404,21 +404,15 @@ impl Store {
 
     /// The Merkle tree's right edge at its current size, read from the stored nodes.
     pub async fn audit_frontier(&self) -> Result<Frontier> {
-        let size = self.audit_size().await?;
-        let ids = merkle::frontier_nodes(size);
-        let nodes = self.audit_nodes(&ids).await?;
-        let subtrees = ids
-            .iter()
-            .map(|id| {
-                nodes.get(id).copied().ok_or_else(|| StoreError::Corrupt {
-                    what: "audit tree",
-                    detail: format!("node {id:?} of the tree of size {size} is missing"),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Frontier::from_parts(size, subtrees).map_err(|e| StoreError::Corrupt {
+        self.audit_frontier_at(self.audit_size().await?).await
+    }
+
+    /// The right edge of the tree of the first `size` records, from stored nodes.
+    pub async fn audit_frontier_at(&self, size: u64) -> Result<Frontier> {
+        let nodes = self.audit_nodes(&merkle::frontier_nodes(size)).await?;
+        Frontier::from_nodes(size, &|id| nodes.get(&id).copied()).map_err(|e| StoreError::Corrupt {
             what: "audit tree",
-            detail: e.to_string(),
+            detail: format!("the tree of {size} records: {e}"),
         })
     }
 

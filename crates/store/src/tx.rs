@@ -390,23 +390,16 @@ impl StoreTx {
         files: &[String],
         policy_count: usize,
     ) -> Result<()> {
-        let exists = sqlx::query("SELECT 1 AS one FROM policy_versions WHERE version = $1")
-            .bind(version)
-            .fetch_optional(&mut *self.tx)
-            .await?
-            .is_some();
-        if !exists {
-            sqlx::query(
-                "INSERT INTO policy_versions (version, loaded_at, files, policy_count) \
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(version)
-            .bind(now_millis())
-            .bind(to_json("policy file list", &files)?)
-            .bind(i64::try_from(policy_count).unwrap_or(i64::MAX))
-            .execute(&mut *self.tx)
-            .await?;
-        }
+        sqlx::query(
+            "INSERT INTO policy_versions (version, loaded_at, files, policy_count) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (version) DO NOTHING",
+        )
+        .bind(version)
+        .bind(now_millis())
+        .bind(to_json("policy file list", &files)?)
+        .bind(i64::try_from(policy_count).unwrap_or(i64::MAX))
+        .execute(&mut *self.tx)
+        .await?;
         Ok(())
     }
 }
