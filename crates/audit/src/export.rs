@@ -935,7 +935,8 @@ pub fn verify_reader(
         line_no += 1;
         // Check what came before first: an earlier problem is the one to report.
         verifier.line(line_no, &carry).map_err(|mut e| {
-            e.what.push_str(" (and the export is truncated: it ends mid-line)");
+            e.what
+                .push_str(" (and the export is truncated: it ends mid-line)");
             e
         })?;
         return Err(VerifyError {
