@@ -3,3 +3,4 @@
 //! refuses it.
 
 pub mod md5;
+pub mod scram;
