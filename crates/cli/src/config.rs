@@ -25,9 +25,19 @@ pub struct Config {
     /// Reviewer channels (Slack, webhooks); read by later versions.
     #[serde(default)]
     pub channels: Option<toml::Table>,
-    /// Protocol gates (PostgreSQL, MCP); read by later versions.
     #[serde(default)]
-    pub gates: Option<toml::Table>,
+    pub gates: GatesSection,
+}
+
+/// `[gates]`: the protocol gates in front of production systems.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatesSection {
+    #[serde(default)]
+    pub postgres: Vec<countersign_gate_pg::PgGateSection>,
+    /// MCP gates; read by later versions.
+    #[serde(default)]
+    pub mcp: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,6 +118,10 @@ pub struct PrincipalSection {
     #[serde(default)]
     pub groups: Vec<String>,
     pub token_sha256: String,
+    /// SCRAM-SHA-256 verifier of the token, so the principal can log in through PostgreSQL
+    /// gates without TLS (`countersign token hash` prints it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pg_scram_sha256: Option<String>,
 }
 
 impl PrincipalSection {
@@ -133,6 +147,20 @@ impl PrincipalSection {
             token_sha256: hash,
         })
     }
+
+    /// The principal as PostgreSQL gates know it.
+    pub fn to_pg_login(&self) -> Result<countersign_gate_pg::PgLogin> {
+        let scram = self
+            .pg_scram_sha256
+            .as_deref()
+            .map(str::parse::<countersign_gate_pg::ScramVerifier>)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("principal `{}`: pg_scram_sha256: {e}", self.id))?;
+        Ok(countersign_gate_pg::PgLogin {
+            credential: self.to_configured()?,
+            scram,
+        })
+    }
 }
 
 impl Config {
@@ -144,7 +172,7 @@ impl Config {
         let mut seen_tokens = BTreeSet::new();
         let mut seen_ids = BTreeSet::new();
         for p in &config.principals {
-            let configured = p.to_configured()?;
+            let configured = p.to_pg_login()?.credential;
             if !seen_tokens.insert(configured.token_sha256) {
                 bail!(
                     "{}: two principals share one token (`{}`)",

@@ -102,6 +102,7 @@ impl DevPrincipal {
             id: self.id.clone(),
             groups: self.groups.clone(),
             token_sha256: hex::encode(Sha256::digest(self.token.as_bytes())),
+            pg_scram_sha256: None,
         }
     }
 }

@@ -8,6 +8,7 @@ mod dev;
 mod exec;
 mod report;
 mod serve;
+mod token;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -90,6 +91,29 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Principals' tokens: new ones, and the hashes the configuration keeps.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Print a new random token and the [[principals]] section that admits it.
+    New {
+        /// agent or user.
+        #[arg(long, default_value = "agent")]
+        kind: String,
+        /// The principal id (for PostgreSQL gates, the user name).
+        #[arg(long)]
+        id: String,
+        /// Groups, comma separated.
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+    },
+    /// Read a token on standard input; print its token_sha256 and pg_scram_sha256.
+    Hash,
 }
 
 #[derive(Debug, Subcommand)]
@@ -267,6 +291,12 @@ async fn run(command: Command) -> Result<i32> {
             command: PolicyCommand::Check { dir },
         } => policy_check(&dir),
         Command::Audit { command } => run_audit(command).await,
+        Command::Token {
+            command: TokenCommand::New { kind, id, groups },
+        } => token::new(&kind, &id, groups).map(|()| 0),
+        Command::Token {
+            command: TokenCommand::Hash,
+        } => token::hash().map(|()| 0),
     }
 }
 

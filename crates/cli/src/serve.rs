@@ -52,6 +52,7 @@ pub async fn run(config_path: Option<&Path>) -> Result<()> {
         },
     );
     spawn_sighup_reload(engine.clone(), policy_source);
+    start_pg_gates(&setup, &engine).await?;
     let policies = engine.policies();
     tracing::info!(
         listen = %setup.listen,
@@ -88,6 +89,7 @@ struct Setup {
     max_body_bytes: usize,
     policy_source: PolicySource,
     dev_principals: Option<Vec<dev::DevPrincipal>>,
+    pg_gates: Vec<countersign_gate_pg::PgGateSection>,
 }
 
 impl Setup {
@@ -96,8 +98,8 @@ impl Setup {
         if config.principals.is_empty() {
             tracing::warn!("no [[principals]] configured: every API call will be refused");
         }
-        if let Some(gates) = &config.gates {
-            tracing::warn!(gates = ?gates.keys().collect::<Vec<_>>(), "this version has no protocol gates; [gates] is ignored");
+        if config.gates.mcp.is_some() {
+            tracing::warn!("this version has no MCP gate; [[gates.mcp]] is ignored");
         }
         if let Some(channels) = &config.channels {
             tracing::warn!(channels = ?channels.keys().collect::<Vec<_>>(), "this version has no reviewer channels; [channels] is ignored");
@@ -116,6 +118,7 @@ impl Setup {
             max_body_bytes: config.server.max_body_bytes,
             policy_source,
             dev_principals: None,
+            pg_gates: config.gates.postgres,
         })
     }
 
@@ -136,6 +139,7 @@ impl Setup {
             max_body_bytes: defaults.max_body_bytes,
             policy_source: Arc::new(LoadedPolicies::examples),
             dev_principals: Some(dev_principals),
+            pg_gates: Vec::new(),
         })
     }
 
@@ -145,6 +149,35 @@ impl Setup {
             .map(PrincipalSection::to_configured)
             .collect()
     }
+}
+
+/// Resolves, binds and starts every `[[gates.postgres]]`; any failure stops start-up, so a
+/// gate that is configured is a gate that runs.
+async fn start_pg_gates(setup: &Setup, engine: &Engine) -> Result<()> {
+    if setup.pg_gates.is_empty() {
+        return Ok(());
+    }
+    let logins = setup
+        .principals
+        .iter()
+        .map(PrincipalSection::to_pg_login)
+        .collect::<Result<Vec<_>>>()?;
+    let mut names = BTreeSet::new();
+    for section in &setup.pg_gates {
+        if !names.insert(section.name.as_str()) {
+            anyhow::bail!("two PostgreSQL gates are named `{}`", section.name);
+        }
+        let config = section.resolve()?;
+        let listen = config.listen.clone();
+        let gate = countersign_gate_pg::Gate::new(config, engine.clone(), logins.clone());
+        let listener = gate
+            .bind()
+            .await
+            .with_context(|| format!("gate `{}`: cannot listen on {listen}", section.name))?;
+        tracing::info!(gate = %section.name, %listen, "PostgreSQL gate is serving");
+        tokio::spawn(gate.serve(listener));
+    }
+    Ok(())
 }
 
 fn directory_source(dir: PathBuf) -> PolicySource {

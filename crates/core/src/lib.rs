@@ -6,6 +6,7 @@
 
 pub mod attempt;
 pub mod canonical;
+pub mod credential;
 pub mod decision;
 pub mod digest;
 pub mod grant;
@@ -16,6 +17,7 @@ pub mod time;
 pub use attempt::{
     Action, ActionError, Attempt, Classification, Resource, ResourceRef, person_key, same_person,
 };
+pub use credential::{ConfiguredPrincipal, authenticate};
 pub use decision::{ApprovalRule, PolicyOutcome, Requirements, Verdict, decide};
 pub use digest::PayloadDigest;
 pub use grant::{Grant, GrantScope, GrantShape, GrantStatus};

@@ -595,6 +595,44 @@ impl Engine {
         .await
     }
 
+    /// Logs what became of an attempt a gate acted on (a statement's command tag or error, a
+    /// tool call's result). The decision was logged before the action ran; this event follows
+    /// it, so the call returns once the event is queued and it commits with the writer's next
+    /// batch. Waiting here would stall the gate's result stream for nothing.
+    pub async fn record_outcome(
+        &self,
+        principal: &Principal,
+        attempt: &Attempt,
+        channel: &str,
+        grant_id: Option<&str>,
+        succeeded: bool,
+        detail: String,
+    ) -> Result<(), EngineError> {
+        let mut event = AuditEvent::new(EventKind::Execution, writer::now());
+        event.actor = Some(principal.reference());
+        event.principal = Some(principal.reference());
+        event.on_behalf_of = attempt.on_behalf_of.clone();
+        event.action = Some(attempt.action.as_str().to_owned());
+        event.resources = attempt.resources.clone();
+        event.payload_digest = Some(
+            PayloadDigest::compute(&attempt.action, &attempt.resources, &attempt.payload).to_hex(),
+        );
+        event.grant_id = grant_id.map(str::to_owned);
+        event.channel = Some(channel.to_owned());
+        event.outcome = Some(if succeeded { "succeeded" } else { "failed" }.to_owned());
+        event.reason = Some(detail);
+        let (reply, _unanswered) = oneshot::channel();
+        self.inner
+            .jobs
+            .send(Job::Event {
+                event: Box::new(event),
+                policy_version: None,
+                reply,
+            })
+            .await
+            .map_err(|_| EngineError::Stopped)
+    }
+
     /// Verifies the whole stored log as an auditor would: every leaf against its event, the
     /// tree, and every checkpoint's origin and signature with `keys` (the first trusted, later
     /// ones only once a covered rotation event announces them).

@@ -1,0 +1,1263 @@
+//! One client connection, from the first byte to the last: the start-up exchange (TLS, cancel
+//! requests, protocol version), authentication with the principal's token, the upstream
+//! connection, and then the proxy proper.
+//!
+//! The proxy runs two halves in one task. The [`Reader`] takes client messages, turns every
+//! statement into an attempt for the engine and forwards, holds or refuses it. The
+//! [`Forwarder`] streams the upstream's answers back, message by message, and notes each
+//! statement's outcome for the audit log.
+//!
+//! A refused statement is never answered by the gate alone: the gate sends the upstream
+//! something that fails by construction (an `EXECUTE` or `Bind` of a prepared statement named
+//! by an unguessable marker), so the upstream reaches exactly the state a client expects after
+//! an error — a failed transaction block stays failed, an extended-protocol batch skips to
+//! Sync — and the forwarder replaces that error, recognised by its marker, with the refusal.
+
+use crate::cancel::{CancelRegistry, CancelTarget};
+use crate::classify::StatementKind;
+use crate::upstream::{self, Stream, UpstreamError};
+use crate::wire::{self, Frontend, Severity, WireError};
+use crate::{Gate, PgLogin};
+use bytes::BytesMut;
+use countersign_core::{
+    Action, Attempt, Principal, PrincipalRef, RequestStatus, Resource, ResourceRef,
+};
+use countersign_engine::CheckOutcome;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+/// How long a client may take from connecting to being authenticated.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Startup parameters passed on to the upstream. Anything else — `options`, or a setting such
+/// as `role` given as a parameter — could change the session's privileges before a single
+/// statement is classified, so it is dropped with a notice.
+const FORWARDED_PARAMS: &[&str] = &[
+    "application_name",
+    "client_encoding",
+    "DateStyle",
+    "TimeZone",
+    "IntervalStyle",
+    "extra_float_digits",
+    "search_path",
+    "lc_monetary",
+    "lc_numeric",
+    "lc_time",
+    "bytea_output",
+    "statement_timeout",
+    "lock_timeout",
+    "idle_in_transaction_session_timeout",
+    "default_transaction_isolation",
+    "default_transaction_read_only",
+];
+
+/// Why a session ended early; logged, and sent to the client as a FATAL error when it can be.
+#[derive(Debug, thiserror::Error)]
+enum End {
+    #[error("{message}")]
+    Fatal { code: &'static str, message: String },
+    #[error("the client went away")]
+    ClientGone,
+    #[error("{0}")]
+    Upstream(#[from] UpstreamError),
+}
+
+impl End {
+    fn fatal(code: &'static str, message: impl Into<String>) -> End {
+        End::Fatal {
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn protocol(e: WireError) -> End {
+        End::fatal("08P01", format!("protocol violation: {e}"))
+    }
+
+    /// The FATAL message the client gets, if any.
+    fn to_client(&self) -> Option<Vec<u8>> {
+        match self {
+            End::Fatal { code, message } => {
+                Some(wire::error_response(Severity::Fatal, code, message, None))
+            }
+            End::Upstream(e) => Some(wire::error_response(
+                Severity::Fatal,
+                "08006",
+                &format!("countersign: {e}"),
+                None,
+            )),
+            End::ClientGone => None,
+        }
+    }
+}
+
+/// Serves one client connection to its end.
+pub(crate) async fn serve(gate: Arc<Gate>, tcp: TcpStream, peer: SocketAddr) {
+    eprintln!("DEBUG conn {peer}");
+    let _ = tcp.set_nodelay(true);
+    match run(&gate, tcp, peer).await {
+        Ok(()) | Err(End::ClientGone) => {
+            tracing::debug!(%peer, gate = %gate.config.name, "session ended")
+        }
+        Err(e) => tracing::info!(%peer, gate = %gate.config.name, reason = %e, "session ended"),
+    }
+}
+
+async fn run(gate: &Arc<Gate>, tcp: TcpStream, peer: SocketAddr) -> Result<(), End> {
+    let started = tokio::time::timeout(STARTUP_TIMEOUT, start(gate, tcp)).await;
+    let Some(mut client) = (match started {
+        Ok(result) => result?,
+        Err(_) => return Err(End::fatal("08P01", "authentication timed out")),
+    }) else {
+        return Ok(());
+    };
+    match login(gate, &mut client).await {
+        Ok(session) => session.proxy(gate, client, peer).await,
+        Err(end) => Err(refuse(&mut client.stream, end).await),
+    }
+}
+
+/// A client connection before the proxy starts.
+struct Client {
+    stream: Stream,
+    buf: BytesMut,
+    tls: bool,
+    minor: u32,
+    params: Vec<(String, String)>,
+}
+
+impl Client {
+    async fn message(&mut self) -> Result<BytesMut, End> {
+        loop {
+            if let Some(n) =
+                wire::frame_len(&self.buf, wire::MAX_MESSAGE_LEN).map_err(End::protocol)?
+            {
+                return Ok(self.buf.split_to(n));
+            }
+            if self
+                .stream
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(|_| End::ClientGone)?
+                == 0
+            {
+                return Err(End::ClientGone);
+            }
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) -> Result<(), End> {
+        self.stream
+            .write_all(bytes)
+            .await
+            .map_err(|_| End::ClientGone)
+    }
+
+    fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads startup packets until the client asks for a session: answers SSL and GSS requests,
+/// handles cancel requests. `None` when the connection was a cancel request.
+async fn start(gate: &Arc<Gate>, tcp: TcpStream) -> Result<Option<Client>, End> {
+    let mut stream: Stream = Box::new(tcp);
+    let mut tls = false;
+    let mut buf = BytesMut::with_capacity(1024);
+    loop {
+        let n = loop {
+            match wire::startup_len(&buf) {
+                Ok(Some(n)) => break n,
+                Ok(None) => {}
+                Err(e) => return Err(refuse(&mut stream, End::protocol(e)).await),
+            }
+            if stream
+                .read_buf(&mut buf)
+                .await
+                .map_err(|_| End::ClientGone)?
+                == 0
+            {
+                return Err(End::ClientGone);
+            }
+        };
+        let packet = buf.split_to(n);
+        eprintln!("DEBUG packet {:?}", &packet[..]);
+        let startup = match wire::decode_startup(&packet) {
+            Ok(startup) => startup,
+            Err(WireError::UnsupportedProtocol(major, minor)) => {
+                let end = End::fatal(
+                    "0A000",
+                    format!(
+                        "unsupported frontend protocol {major}.{minor}: the gate speaks 3.0 and 3.2"
+                    ),
+                );
+                return Err(refuse(&mut stream, end).await);
+            }
+            Err(e) => return Err(refuse(&mut stream, End::protocol(e)).await),
+        };
+        match startup {
+            wire::Startup::SslRequest | wire::Startup::GssEncRequest if !buf.is_empty() => {
+                // Bytes sent before the answer could have been injected by anyone on the path
+                // (CVE-2021-23222); they must not be read as part of the encrypted session.
+                let end = End::fatal("08P01", "received unencrypted data after SSL request");
+                return Err(refuse(&mut stream, end).await);
+            }
+            wire::Startup::SslRequest => match &gate.config.tls {
+                Some(config) if !tls => {
+                    stream.write_all(b"S").await.map_err(|_| End::ClientGone)?;
+                    stream = accept_tls(config.clone(), stream).await?;
+                    tls = true;
+                }
+                _ => stream.write_all(b"N").await.map_err(|_| End::ClientGone)?,
+            },
+            wire::Startup::GssEncRequest => {
+                stream.write_all(b"N").await.map_err(|_| End::ClientGone)?;
+            }
+            wire::Startup::Cancel { pid, key } => {
+                gate.cancels.cancel(pid, &key).await;
+                return Ok(None);
+            }
+            wire::Startup::Session { minor, params } => {
+                return Ok(Some(Client {
+                    stream,
+                    buf,
+                    tls,
+                    minor,
+                    params,
+                }));
+            }
+        }
+    }
+}
+
+/// Sends `end` to the client as a FATAL error, if it is one, and returns it.
+async fn refuse(stream: &mut Stream, end: End) -> End {
+    eprintln!("DEBUG refuse {end}");
+    if let Some(bytes) = end.to_client() {
+        let _ = stream.write_all(&bytes).await;
+    }
+    end
+}
+
+async fn accept_tls(config: Arc<rustls::ServerConfig>, stream: Stream) -> Result<Stream, End> {
+    tokio_rustls::TlsAcceptor::from(config)
+        .accept(stream)
+        .await
+        .map(|s| Box::new(s) as Stream)
+        .map_err(|e| End::fatal("08P01", format!("TLS handshake failed: {e}")))
+}
+
+/// An authenticated client with its upstream session.
+struct Session {
+    principal: Principal,
+    upstream: upstream::Connected,
+}
+
+/// Checks the startup parameters, authenticates the client and connects upstream.
+async fn login(gate: &Arc<Gate>, client: &mut Client) -> Result<Session, End> {
+    // 3.0 and 3.2 differ only in the cancel key length; other versions are negotiated down.
+    let unknown_options: Vec<&str> = client
+        .params
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| k.starts_with("_pq_."))
+        .collect();
+    let spoken = if client.minor >= 2 { 2 } else { 0 };
+    if spoken != client.minor || !unknown_options.is_empty() {
+        let msg = wire::negotiate_protocol(spoken, &unknown_options);
+        client.send(&msg).await?;
+        client.minor = spoken;
+    }
+    let user = client
+        .param("user")
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| {
+            End::fatal(
+                "28000",
+                "no PostgreSQL user name specified in startup packet",
+            )
+        })?
+        .to_owned();
+    if client
+        .param("replication")
+        .is_some_and(|r| !matches!(r, "false" | "off" | "no" | "0"))
+    {
+        return Err(End::fatal(
+            "28000",
+            "replication connections are not served through countersign",
+        ));
+    }
+    if let Some(db) = client
+        .param("database")
+        .filter(|d| !d.is_empty() && *d != user)
+    {
+        if db != gate.config.name && db != gate.config.upstream.database {
+            return Err(End::fatal(
+                "3D000",
+                format!(
+                    "database \"{db}\" is not served here: this gate serves \"{}\"",
+                    gate.config.name
+                ),
+            ));
+        }
+    }
+    let principal = authenticate(gate, client, &user).await?;
+    let mut forwarded = Vec::new();
+    let mut dropped = Vec::new();
+    for (k, v) in &client.params {
+        if FORWARDED_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(k)) {
+            forwarded.push((k.clone(), v.clone()));
+        } else if !matches!(k.as_str(), "user" | "database" | "replication")
+            && !k.starts_with("_pq_.")
+        {
+            dropped.push(k.clone());
+        }
+    }
+    let upstream = upstream::connect(&gate.config.upstream, &forwarded)
+        .await
+        .map_err(|e| {
+            tracing::warn!(gate = %gate.config.name, error = %e, "upstream connection failed");
+            e
+        })?;
+    client.send(&wire::authentication(0, &[])).await?;
+    for name in dropped {
+        client
+            .send(&wire::error_response(
+                Severity::Notice,
+                "01000",
+                &format!("countersign: startup parameter \"{name}\" is not passed on; use SET, which is classified like every statement"),
+                None,
+            ))
+            .await?;
+    }
+    Ok(Session {
+        principal,
+        upstream,
+    })
+}
+
+/// Authenticates the client as principal `user` with its token as password: SCRAM-SHA-256
+/// when the principal has a verifier, a cleartext password only over TLS. An unknown user
+/// goes through the same exchange as a wrong password and fails the same way.
+async fn authenticate(gate: &Arc<Gate>, client: &mut Client, user: &str) -> Result<Principal, End> {
+    let failed = || {
+        End::fatal(
+            "28P01",
+            format!("password authentication failed for user \"{user}\""),
+        )
+    };
+    let mut matching = gate
+        .logins
+        .iter()
+        .filter(|l| l.credential.principal.id == user);
+    let login: Option<&PgLogin> = match (matching.next(), matching.next()) {
+        (Some(one), None) => Some(one),
+        _ => None,
+    };
+    if let Some(verifier) = login.and_then(|l| l.scram.as_ref()) {
+        let mut server = crate::scram::ScramServer::new(verifier);
+        scram_exchange(client, &mut server).await.map_err(|e| {
+            tracing::info!(user, reason = %e, "SCRAM authentication failed");
+            failed()
+        })?;
+        return login
+            .map(|l| l.credential.principal.clone())
+            .ok_or_else(failed);
+    }
+    if client.tls {
+        client.send(&wire::authentication(3, &[])).await?;
+        let frame = client.message().await?;
+        let Frontend::Password(body) = wire::decode_frontend(&frame).map_err(End::protocol)? else {
+            return Err(End::fatal("08P01", "expected a password message"));
+        };
+        let token = wire::decode_password(body).map_err(End::protocol)?;
+        let all: Vec<_> = gate.logins.iter().map(|l| l.credential.clone()).collect();
+        return match countersign_core::authenticate(&all, token) {
+            Some(c) if c.principal.id == user => Ok(c.principal.clone()),
+            _ => Err(failed()),
+        };
+    }
+    if login.is_some() {
+        tracing::warn!(
+            user,
+            "principal has no pg_scram_sha256 verifier, so it can connect only over TLS; see `countersign token verifier`"
+        );
+    }
+    let mut server = crate::scram::ScramServer::for_unknown_user(&gate.mock_secret, user);
+    let _ = scram_exchange(client, &mut server).await;
+    Err(failed())
+}
+
+async fn scram_exchange(
+    client: &mut Client,
+    server: &mut crate::scram::ScramServer,
+) -> Result<(), String> {
+    let send = |e: End| e.to_string();
+    client
+        .send(&wire::authentication(
+            10,
+            crate::scram::ScramServer::mechanisms(),
+        ))
+        .await
+        .map_err(send)?;
+    let frame = client.message().await.map_err(send)?;
+    let Ok(Frontend::Password(body)) = wire::decode_frontend(&frame) else {
+        return Err("expected a SASLInitialResponse".into());
+    };
+    let (mechanism, data) = wire::decode_sasl_initial(body).map_err(|e| e.to_string())?;
+    let first = server
+        .client_first(mechanism, data)
+        .map_err(|e| e.to_string())?;
+    client
+        .send(&wire::authentication(11, &first))
+        .await
+        .map_err(send)?;
+    let frame = client.message().await.map_err(send)?;
+    let Ok(Frontend::Password(body)) = wire::decode_frontend(&frame) else {
+        return Err("expected a SASLResponse".into());
+    };
+    let last = server.client_final(body).map_err(|e| e.to_string())?;
+    client
+        .send(&wire::authentication(12, &last))
+        .await
+        .map_err(send)
+}
+
+/// A statement the gate let through, for its outcome event.
+#[derive(Debug)]
+struct Forwarded {
+    attempt: Attempt,
+    grant_id: Option<String>,
+}
+
+/// What the forwarder expects of the upstream for one forwarded message.
+#[derive(Debug)]
+struct Expect {
+    /// Which ReadyForQuery ends the answer (counting from the first after start-up).
+    unit: u64,
+    /// The statement it runs, when the gate let one through.
+    statement: Option<Arc<Forwarded>>,
+    /// A simple query answers with a result per statement in its text; an Execute with one.
+    simple: bool,
+}
+
+/// A refusal waiting for the upstream error its marker provokes.
+#[derive(Debug)]
+struct Refusal {
+    unit: u64,
+    marker: String,
+    code: &'static str,
+    message: String,
+}
+
+/// What the two halves of a session share.
+#[derive(Debug, Default)]
+struct Shared {
+    expected: Mutex<VecDeque<Expect>>,
+    refusals: Mutex<Vec<Refusal>>,
+    /// The upstream reported `standard_conforming_strings = off`: backslashes in plain string
+    /// literals are escapes then, so texts with backslashes are classified as unknown.
+    backslash_escapes: AtomicBool,
+    /// The client encoding is not UTF-8: texts with non-ASCII bytes are classified as unknown.
+    foreign_encoding: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Session {
+    async fn proxy(
+        self,
+        gate: &Arc<Gate>,
+        mut client: Client,
+        peer: SocketAddr,
+    ) -> Result<(), End> {
+        let Session {
+            principal,
+            upstream,
+        } = self;
+        let key_len = if client.minor >= 2 { 32 } else { 4 };
+        let registration = gate.cancels.register(
+            key_len,
+            gate.config.upstream.clone(),
+            upstream.pid,
+            upstream.key.clone(),
+        );
+        let shared = Arc::new(Shared::default());
+        let mut hello = Vec::new();
+        for p in &upstream.parameters {
+            note_parameter(&shared, p);
+            hello.extend_from_slice(p);
+        }
+        for n in &upstream.notices {
+            hello.extend_from_slice(n);
+        }
+        hello.extend(wire::backend_key_data(
+            registration.pid,
+            CancelRegistry::key(&registration),
+        ));
+        hello.extend(wire::ready_for_query(b'I'));
+        client.send(&hello).await?;
+        let (client_rd, client_wr) = tokio::io::split(client.stream);
+        let (upstream_rd, upstream_wr) = tokio::io::split(upstream.stream);
+        let (inject_tx, inject_rx) = mpsc::channel(16);
+        let mut reader = Reader {
+            gate: gate.clone(),
+            principal: principal.clone(),
+            peer,
+            client: client_rd,
+            buf: client.buf,
+            upstream: upstream_wr,
+            out: Vec::with_capacity(8192),
+            shared: shared.clone(),
+            inject: inject_tx,
+            cancel: registration.target.clone(),
+            statements: HashMap::new(),
+            portals: HashMap::new(),
+            units_sent: 0,
+            refusals_made: 0,
+            marker_prefix: format!("cs_deny_{:016x}_", rand::random::<u64>()),
+        };
+        let mut forwarder = Forwarder {
+            gate: gate.clone(),
+            principal,
+            upstream: upstream_rd,
+            buf: upstream.leftover,
+            client: client_wr,
+            out: Vec::with_capacity(16 * 1024),
+            shared,
+            inject: inject_rx,
+            passthrough: 0,
+            units_done: 0,
+            results: Vec::new(),
+        };
+        let end = tokio::select! {
+            end = reader.run() => end,
+            end = forwarder.run() => end,
+        };
+        if let Err(e) = &end {
+            if let Some(bytes) = e.to_client().filter(|_| forwarder.passthrough == 0) {
+                let _ = forwarder.client.write_all(&bytes).await;
+            }
+        }
+        let _ = reader.upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
+        let _ = reader.upstream.shutdown().await;
+        drop(registration);
+        end
+    }
+}
+
+fn note_parameter(shared: &Shared, frame: &[u8]) {
+    if let Ok(wire::Backend::ParameterStatus { name, value }) = wire::decode_backend(frame) {
+        match name {
+            "standard_conforming_strings" => shared
+                .backslash_escapes
+                .store(!value.eq_ignore_ascii_case("on"), Ordering::Relaxed),
+            "client_encoding" => shared.foreign_encoding.store(
+                !matches!(
+                    value.to_ascii_uppercase().as_str(),
+                    "UTF8" | "UTF-8" | "UNICODE"
+                ),
+                Ordering::Relaxed,
+            ),
+            _ => {}
+        }
+    }
+}
+
+/// What the gate does with one statement.
+enum Disposition {
+    Forward(Arc<Forwarded>),
+    Refuse { code: &'static str, message: String },
+}
+
+/// Client → upstream.
+struct Reader {
+    gate: Arc<Gate>,
+    principal: Principal,
+    peer: SocketAddr,
+    client: ReadHalf<Stream>,
+    buf: BytesMut,
+    upstream: WriteHalf<Stream>,
+    /// Messages to send upstream, flushed when the client's pipeline is drained or before a
+    /// statement is held.
+    out: Vec<u8>,
+    shared: Arc<Shared>,
+    inject: mpsc::Sender<Vec<u8>>,
+    cancel: Arc<CancelTarget>,
+    /// Prepared statements by name: their text, for the Binds that use them.
+    statements: HashMap<Vec<u8>, Arc<[u8]>>,
+    /// Portals by name: the statement each runs, for the outcome of its Executes.
+    portals: HashMap<Vec<u8>, Option<Arc<Forwarded>>>,
+    units_sent: u64,
+    refusals_made: u64,
+    marker_prefix: String,
+}
+
+/// Named statements and portals a session may keep; PostgreSQL has no limit, but the gate
+/// keeps each one's text in memory.
+const MAX_NAMED: usize = 10_000;
+
+impl Reader {
+    async fn run(&mut self) -> Result<(), End> {
+        loop {
+            while let Some(n) =
+                wire::frame_len(&self.buf, wire::MAX_MESSAGE_LEN).map_err(End::protocol)?
+            {
+                let frame = self.buf.split_to(n);
+                if !self.handle(&frame).await? {
+                    self.flush().await?;
+                    return Ok(());
+                }
+            }
+            self.flush().await?;
+            if self
+                .client
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(|_| End::ClientGone)?
+                == 0
+            {
+                return Err(End::ClientGone);
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), End> {
+        if !self.out.is_empty() {
+            self.upstream
+                .write_all(&self.out)
+                .await
+                .map_err(|_| UpstreamError::Closed)?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    fn expect(&self, statement: Option<Arc<Forwarded>>, simple: bool) {
+        lock(&self.shared.expected).push_back(Expect {
+            unit: self.units_sent,
+            statement,
+            simple,
+        });
+    }
+
+    /// Handles one client message; `false` once the client said goodbye.
+    async fn handle(&mut self, frame: &[u8]) -> Result<bool, End> {
+        match wire::decode_frontend(frame).map_err(End::protocol)? {
+            Frontend::Query(sql) => {
+                match self.decide(sql, None).await? {
+                    Disposition::Forward(f) => {
+                        self.expect(Some(f), true);
+                        self.out.extend_from_slice(frame);
+                    }
+                    Disposition::Refuse { code, message } => {
+                        let marker = self.refusal(code, message);
+                        self.expect(None, true);
+                        self.out
+                            .extend(wire::query(&format!("EXECUTE \"{marker}\"")));
+                    }
+                }
+                self.units_sent += 1;
+            }
+            Frontend::FunctionCall { oid } => {
+                let payload = serde_json::json!({ "function_call": oid });
+                match self
+                    .decide_payload(
+                        StatementKind::Unknown,
+                        Vec::new(),
+                        payload,
+                        Some("a fast-path function call".into()),
+                    )
+                    .await?
+                {
+                    Disposition::Forward(f) => {
+                        self.expect(Some(f), true);
+                        self.out.extend_from_slice(frame);
+                    }
+                    Disposition::Refuse { code, message } => {
+                        let marker = self.refusal(code, message);
+                        self.expect(None, true);
+                        self.out
+                            .extend(wire::query(&format!("EXECUTE \"{marker}\"")));
+                    }
+                }
+                self.units_sent += 1;
+            }
+            Frontend::Parse { name, sql } => {
+                if self.statements.len() >= MAX_NAMED && !self.statements.contains_key(name) {
+                    return Err(End::fatal(
+                        "53400",
+                        format!("too many prepared statements (at most {MAX_NAMED})"),
+                    ));
+                }
+                self.statements.insert(name.to_vec(), Arc::from(sql));
+                self.out.extend_from_slice(frame);
+            }
+            Frontend::Bind {
+                portal,
+                statement,
+                formats,
+                params,
+            } => {
+                let params = render_params(&formats, &params);
+                let disposition = match self.statements.get(statement).cloned() {
+                    Some(sql) => self.decide(&sql, Some(params)).await?,
+                    None => {
+                        // A statement prepared with SQL PREPARE, or never prepared: the gate
+                        // cannot see what it runs.
+                        let name = String::from_utf8_lossy(statement).into_owned();
+                        let note = format!(
+                            "binds prepared statement \"{name}\", whose text the gate has not seen"
+                        );
+                        let payload = serde_json::json!({ "statement": name, "params": params });
+                        self.decide_payload(StatementKind::Unknown, Vec::new(), payload, Some(note))
+                            .await?
+                    }
+                };
+                if self.portals.len() >= MAX_NAMED && !self.portals.contains_key(portal) {
+                    self.portals.clear();
+                }
+                match disposition {
+                    Disposition::Forward(f) => {
+                        self.portals.insert(portal.to_vec(), Some(f));
+                        self.out.extend_from_slice(frame);
+                    }
+                    Disposition::Refuse { code, message } => {
+                        self.portals.insert(portal.to_vec(), None);
+                        let marker = self.refusal(code, message);
+                        self.out.extend(wire::bind(portal, &marker));
+                    }
+                }
+            }
+            Frontend::Execute { portal } => {
+                let statement = self.portals.get(portal).cloned().flatten();
+                self.expect(statement, false);
+                self.out.extend_from_slice(frame);
+            }
+            Frontend::Close { kind, name } => {
+                if kind == b'S' {
+                    self.statements.remove(name);
+                } else {
+                    self.portals.remove(name);
+                }
+                self.out.extend_from_slice(frame);
+            }
+            Frontend::Sync => {
+                self.units_sent += 1;
+                self.out.extend_from_slice(frame);
+            }
+            Frontend::Terminate => return Ok(false),
+            Frontend::Describe
+            | Frontend::Flush
+            | Frontend::CopyData
+            | Frontend::CopyDone
+            | Frontend::CopyFail => self.out.extend_from_slice(frame),
+            Frontend::Password(_) => {
+                return Err(End::fatal(
+                    "08P01",
+                    "unexpected password message after authentication",
+                ));
+            }
+        }
+        Ok(true)
+    }
+
+    /// Registers a refusal and returns the marker that provokes its error upstream.
+    fn refusal(&mut self, code: &'static str, message: String) -> String {
+        self.refusals_made += 1;
+        let marker = format!("{}{}", self.marker_prefix, self.refusals_made);
+        lock(&self.shared.refusals).push(Refusal {
+            unit: self.units_sent,
+            marker: marker.clone(),
+            code,
+            message,
+        });
+        marker
+    }
+
+    /// Classifies `sql` and decides it.
+    async fn decide(
+        &mut self,
+        sql: &[u8],
+        params: Option<Vec<serde_json::Value>>,
+    ) -> Result<Disposition, End> {
+        let (kind, tables, note, text) = match std::str::from_utf8(sql) {
+            Err(_) => (
+                StatementKind::Unknown,
+                Vec::new(),
+                Some("the text is not UTF-8".to_owned()),
+                String::from_utf8_lossy(sql).into_owned(),
+            ),
+            Ok(text)
+                if !text.is_ascii() && self.shared.foreign_encoding.load(Ordering::Relaxed) =>
+            {
+                (
+                    StatementKind::Unknown,
+                    Vec::new(),
+                    Some("non-ASCII text in a client encoding other than UTF-8".to_owned()),
+                    text.to_owned(),
+                )
+            }
+            Ok(text)
+                if text.contains('\\') && self.shared.backslash_escapes.load(Ordering::Relaxed) =>
+            {
+                (
+                    StatementKind::Unknown,
+                    Vec::new(),
+                    Some("backslashes while standard_conforming_strings is off".to_owned()),
+                    text.to_owned(),
+                )
+            }
+            Ok(text) => {
+                let c = self.gate.shapes.classify(text);
+                (c.kind, c.tables.clone(), c.note.clone(), text.to_owned())
+            }
+        };
+        let mut payload = serde_json::Map::new();
+        payload.insert("sql".into(), serde_json::Value::String(text));
+        if let Some(params) = params {
+            payload.insert("params".into(), serde_json::Value::Array(params));
+        }
+        self.decide_payload(kind, tables, serde_json::Value::Object(payload), note)
+            .await
+    }
+
+    async fn decide_payload(
+        &mut self,
+        kind: StatementKind,
+        tables: Vec<String>,
+        payload: serde_json::Value,
+        note: Option<String>,
+    ) -> Result<Disposition, End> {
+        let attempt = self.attempt(kind, tables, payload, note);
+        let outcome = self
+            .gate
+            .engine
+            .check(&self.principal, attempt.clone(), &self.gate.config.name)
+            .await;
+        match outcome {
+            CheckOutcome::Allow { grant_id, .. } => Ok(Disposition::Forward(Arc::new(Forwarded {
+                attempt,
+                grant_id,
+            }))),
+            CheckOutcome::Deny { reason, .. } => Ok(refused(&reason)),
+            CheckOutcome::Pending {
+                request,
+                review_url,
+                ..
+            } => self.hold(attempt, request.id, review_url).await,
+        }
+    }
+
+    fn attempt(
+        &self,
+        kind: StatementKind,
+        tables: Vec<String>,
+        payload: serde_json::Value,
+        note: Option<String>,
+    ) -> Attempt {
+        let gate = &self.gate.config.name;
+        let database = Resource::new("Database", gate.clone());
+        let parent = database.reference();
+        let mut resources = vec![database];
+        resources.extend(tables.into_iter().map(|t| Resource {
+            parent: Some(ResourceRef {
+                kind: parent.kind.clone(),
+                id: parent.id.clone(),
+            }),
+            ..Resource::new("Table", format!("{gate}/{t}"))
+        }));
+        let mut context = BTreeMap::from([
+            ("gate".to_owned(), gate.clone()),
+            ("source".to_owned(), self.peer.ip().to_string()),
+        ]);
+        if let Some(note) = note {
+            context.insert("classification_note".to_owned(), note);
+        }
+        Attempt {
+            principal: PrincipalRef {
+                kind: self.principal.kind,
+                id: self.principal.id.clone(),
+            },
+            on_behalf_of: None,
+            action: action_of(kind),
+            resources,
+            payload,
+            justification: None,
+            context,
+        }
+    }
+
+    /// Holds a statement until its request settles: tells the client where it is reviewed,
+    /// then waits, watching the client and cancel requests. On approval the statement is
+    /// decided again, which consumes the grant the approval issued.
+    async fn hold(
+        &mut self,
+        attempt: Attempt,
+        request_id: String,
+        review_url: String,
+    ) -> Result<Disposition, End> {
+        self.flush().await?;
+        let notice = wire::error_response(
+            Severity::Notice,
+            "01000",
+            &format!(
+                "countersign: this statement awaits approval (request {request_id}); review it at {review_url}"
+            ),
+            Some("It runs once approved. Cancel the query to withdraw the request."),
+        );
+        self.inject
+            .send(notice)
+            .await
+            .map_err(|_| End::ClientGone)?;
+        let mut guard = HeldRequest {
+            engine: self.gate.engine.clone(),
+            principal: self.principal.clone(),
+            id: Some(request_id.clone()),
+        };
+        let cancelled = self.cancel.hold();
+        let settled = loop {
+            tokio::select! {
+                r = self.gate.engine.wait(&request_id, Duration::from_secs(60)) => match r {
+                    Ok(request) if request.status == RequestStatus::Pending => continue,
+                    Ok(request) => break Ok(request),
+                    Err(e) => break Err(e.to_string()),
+                },
+                n = self.client.read_buf(&mut self.buf) => {
+                    if matches!(n, Ok(0) | Err(_)) {
+                        self.cancel.release();
+                        return Err(End::ClientGone);
+                    }
+                }
+                () = cancelled.notified() => {
+                    self.cancel.release();
+                    guard.withdraw().await;
+                    return Ok(Disposition::Refuse {
+                        code: "57014",
+                        message: format!("canceling statement due to user request: approval request {request_id} withdrawn"),
+                    });
+                }
+            }
+        };
+        self.cancel.release();
+        guard.id = None;
+        let request = match settled {
+            Ok(request) => request,
+            Err(e) => {
+                return Ok(refused(&format!(
+                    "the approval request could not be followed ({e})"
+                )));
+            }
+        };
+        if request.status != RequestStatus::Approved {
+            let why = request
+                .votes
+                .iter()
+                .rev()
+                .find_map(|v| {
+                    v.reason
+                        .as_ref()
+                        .map(|r| format!(" by {}: {r}", v.voter.id))
+                })
+                .unwrap_or_default();
+            return Ok(refused(&format!(
+                "approval request {request_id} was {}{why}",
+                request.status.as_str()
+            )));
+        }
+        match self
+            .gate
+            .engine
+            .check(&self.principal, attempt.clone(), &self.gate.config.name)
+            .await
+        {
+            CheckOutcome::Allow { grant_id, .. } => Ok(Disposition::Forward(Arc::new(Forwarded {
+                attempt,
+                grant_id,
+            }))),
+            CheckOutcome::Deny { reason, .. } => Ok(refused(&reason)),
+            CheckOutcome::Pending { request, .. } => Ok(refused(&format!(
+                "approved, but the approval did not cover the statement; a new request {} was opened",
+                request.id
+            ))),
+        }
+    }
+}
+
+fn action_of(kind: StatementKind) -> Action {
+    #[allow(clippy::expect_used)]
+    Action::parse(kind.action()).expect("every statement kind names a built-in action")
+}
+
+fn refused(reason: &str) -> Disposition {
+    Disposition::Refuse {
+        code: "42501",
+        message: format!("countersign: {reason}"),
+    }
+}
+
+/// A request the session is waiting on; withdrawn if the session ends while it is pending.
+struct HeldRequest {
+    engine: countersign_engine::Engine,
+    principal: Principal,
+    id: Option<String>,
+}
+
+impl HeldRequest {
+    async fn withdraw(&mut self) {
+        if let Some(id) = self.id.take() {
+            if let Err(e) = self.engine.cancel(&self.principal, &id, false).await {
+                tracing::warn!(request = %id, error = %e, "withdrawing a held request failed");
+            }
+        }
+    }
+}
+
+impl Drop for HeldRequest {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            let engine = self.engine.clone();
+            let principal = self.principal.clone();
+            tokio::spawn(async move {
+                if let Err(e) = engine.cancel(&principal, &id, false).await {
+                    tracing::warn!(request = %id, error = %e, "withdrawing the request of a vanished client failed");
+                }
+            });
+        }
+    }
+}
+
+/// Bind parameters as the payload shows them: text as strings, binary as hex, NULL as null.
+fn render_params(formats: &[i16], params: &[Option<&[u8]>]) -> Vec<serde_json::Value> {
+    params
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let binary = match formats {
+                [] => false,
+                [one] => *one == 1,
+                many => many.get(i).is_some_and(|f| *f == 1),
+            };
+            match p {
+                None => serde_json::Value::Null,
+                Some(bytes) => match (binary, std::str::from_utf8(bytes)) {
+                    (false, Ok(text)) => serde_json::Value::String(text.to_owned()),
+                    _ => serde_json::json!({ "binary": hex::encode(bytes) }),
+                },
+            }
+        })
+        .collect()
+}
+
+/// One result of a forwarded statement: its command tag, or its error.
+type StatementResult = Result<String, String>;
+
+/// Upstream → client.
+struct Forwarder {
+    gate: Arc<Gate>,
+    principal: Principal,
+    upstream: ReadHalf<Stream>,
+    buf: BytesMut,
+    client: WriteHalf<Stream>,
+    out: Vec<u8>,
+    shared: Arc<Shared>,
+    inject: mpsc::Receiver<Vec<u8>>,
+    /// Bytes of a large row or COPY message still to pass through before the next message.
+    passthrough: usize,
+    units_done: u64,
+    /// Results seen since the last ReadyForQuery.
+    results: Vec<StatementResult>,
+}
+
+/// Messages larger than this stream through without being buffered whole.
+const STREAM_ABOVE: usize = 64 * 1024;
+
+impl Forwarder {
+    async fn run(&mut self) -> Result<(), End> {
+        let mut injected: Vec<Vec<u8>> = Vec::new();
+        loop {
+            tokio::select! {
+                biased;
+                Some(notice) = self.inject.recv() => {
+                    injected.push(notice);
+                }
+                n = self.upstream.read_buf(&mut self.buf) => {
+                    match n {
+                        Ok(0) | Err(_) => return Err(End::fatal("08006", "countersign: the upstream server closed the connection")),
+                        Ok(_) => self.process().await?,
+                    }
+                }
+            }
+            if self.passthrough == 0 {
+                for notice in injected.drain(..) {
+                    self.out.extend(notice);
+                }
+            }
+            if !self.out.is_empty() {
+                self.client
+                    .write_all(&self.out)
+                    .await
+                    .map_err(|_| End::ClientGone)?;
+                self.out.clear();
+            }
+        }
+    }
+
+    /// Moves every complete message (and the head of a large one) from `buf` to `out`.
+    async fn process(&mut self) -> Result<(), End> {
+        loop {
+            if self.passthrough > 0 {
+                let n = self.passthrough.min(self.buf.len());
+                self.out.extend_from_slice(&self.buf.split_to(n));
+                self.passthrough -= n;
+                if self.passthrough > 0 {
+                    return Ok(());
+                }
+            }
+            if self.buf.len() < 5 {
+                return Ok(());
+            }
+            let tag = self.buf[0];
+            let total = match wire::frame_len(&self.buf, wire::MAX_MESSAGE_LEN) {
+                Err(e) => {
+                    return Err(End::fatal(
+                        "08006",
+                        format!("countersign: the upstream server broke the protocol: {e}"),
+                    ));
+                }
+                Ok(Some(n)) => n,
+                Ok(None) => {
+                    let len =
+                        u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]])
+                            as usize
+                            + 1;
+                    if matches!(tag, b'D' | b'd') && len > STREAM_ABOVE {
+                        let n = self.buf.len();
+                        self.out.extend_from_slice(&self.buf.split_to(n));
+                        self.passthrough = len - n;
+                    }
+                    return Ok(());
+                }
+            };
+            let frame = self.buf.split_to(total);
+            match tag {
+                b'Z' => {
+                    self.out.extend_from_slice(&frame);
+                    self.finish_unit().await;
+                }
+                b'C' => {
+                    if let Ok(wire::Backend::CommandComplete(tag)) = wire::decode_backend(&frame) {
+                        self.results.push(Ok(tag.to_owned()));
+                    }
+                    self.out.extend_from_slice(&frame);
+                }
+                b'I' => {
+                    self.results.push(Ok("EMPTY".to_owned()));
+                    self.out.extend_from_slice(&frame);
+                }
+                b's' => {
+                    self.results.push(Ok("SUSPENDED".to_owned()));
+                    self.out.extend_from_slice(&frame);
+                }
+                b'E' => match wire::decode_backend(&frame) {
+                    Ok(wire::Backend::Error(fields)) => match self.take_refusal(&fields.message) {
+                        Some(r) => self.out.extend(wire::error_response(
+                            Severity::Error,
+                            r.code,
+                            &r.message,
+                            None,
+                        )),
+                        None => {
+                            self.results
+                                .push(Err(format!("{}: {}", fields.code, fields.message)));
+                            self.out.extend_from_slice(&frame);
+                        }
+                    },
+                    _ => self.out.extend_from_slice(&frame),
+                },
+                b'S' => {
+                    note_parameter(&self.shared, &frame);
+                    self.out.extend_from_slice(&frame);
+                }
+                _ => self.out.extend_from_slice(&frame),
+            }
+        }
+    }
+
+    fn take_refusal(&self, message: &str) -> Option<Refusal> {
+        let mut refusals = lock(&self.shared.refusals);
+        let at = refusals.iter().position(|r| {
+            message.find(&r.marker).is_some_and(|i| {
+                !message[i + r.marker.len()..].starts_with(|c: char| c.is_ascii_digit())
+            })
+        })?;
+        Some(refusals.remove(at))
+    }
+
+    /// A ReadyForQuery ended the answer to one unit: pair its results with the statements
+    /// that produced them and log each statement's outcome.
+    async fn finish_unit(&mut self) {
+        let unit = self.units_done;
+        self.units_done += 1;
+        lock(&self.shared.refusals).retain(|r| r.unit > unit);
+        let expected: Vec<Expect> = {
+            let mut q = lock(&self.shared.expected);
+            let n = q.iter().take_while(|e| e.unit <= unit).count();
+            q.drain(..n).collect()
+        };
+        let mut results = std::mem::take(&mut self.results).into_iter();
+        for e in expected {
+            let outcome: Vec<StatementResult> = if e.simple {
+                results.by_ref().collect()
+            } else {
+                results.next().into_iter().collect()
+            };
+            let Some(statement) = e.statement else {
+                continue;
+            };
+            let failed = outcome.iter().find_map(|r| r.as_ref().err());
+            let (succeeded, detail) = match (failed, outcome.is_empty()) {
+                (Some(err), _) => (false, err.clone()),
+                (None, true) => (
+                    false,
+                    "not run: an earlier statement in the same batch failed".to_owned(),
+                ),
+                (None, false) => (
+                    true,
+                    outcome
+                        .iter()
+                        .filter_map(|r| r.as_ref().ok())
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ),
+            };
+            if let Err(e) = self
+                .gate
+                .engine
+                .record_outcome(
+                    &self.principal,
+                    &statement.attempt,
+                    &self.gate.config.name,
+                    statement.grant_id.as_deref(),
+                    succeeded,
+                    detail,
+                )
+                .await
+            {
+                tracing::error!(error = %e, "logging a statement's outcome failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,676 @@
+//! The gate end to end: real clients (tokio-postgres, psql) through the gate to a real
+//! PostgreSQL that demands SCRAM-SHA-256, with approvals through the HTTP API.
+//!
+//! One private cluster serves every test, so this binary runs its own tests in sequence
+//! (`harness = false`) and stops the cluster at the end, whatever happened.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::future::Future;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::pin::Pin;
+use std::time::Duration;
+use support::*;
+
+struct Ctx {
+    cluster: Cluster,
+    certs: Certs,
+    gw: Gateway,
+}
+
+type TestFn = for<'a> fn(&'a Ctx) -> Pin<Box<dyn Future<Output = ()> + 'a>>;
+
+macro_rules! tests {
+    ($($name:ident),* $(,)?) => {
+        const TESTS: &[(&str, TestFn)] = &[$((stringify!($name), |c| Box::pin($name(c)))),*];
+    };
+}
+
+tests!(
+    reads_pass_in_simple_and_extended_protocol,
+    forbidden_statement_is_refused_with_42501_and_session_stays_usable,
+    refusal_inside_a_transaction_fails_the_transaction,
+    held_statement_runs_after_approval_through_the_api,
+    held_statement_denied_through_the_api_is_42501,
+    changed_statement_after_approval_needs_a_new_approval,
+    extended_protocol_parameters_are_bound_into_the_approval,
+    client_that_vanishes_while_held_withdraws_its_request,
+    cancel_request_while_held_withdraws_the_request,
+    cancel_request_reaches_the_upstream_query,
+    copy_in_streams_and_copy_out_is_held,
+    wrong_password_and_unknown_user_fail_alike,
+    tls_only_principal_logs_in_over_tls_with_cleartext,
+    psql_over_tls_with_scram,
+    statement_outcomes_are_audited,
+    startup_parameters_that_change_privileges_are_dropped,
+    malformed_input_gets_clear_errors_and_other_sessions_continue,
+    upstream_down_is_a_clear_fatal_error,
+    upstream_over_verified_tls,
+);
+
+fn main() {
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let certs = Certs::new();
+    let cluster = Cluster::start(&certs);
+    let gw = rt.block_on(Gateway::start(GateOptions {
+        upstream_port: cluster.port,
+        upstream_tls_root: None,
+        client_tls: Some(&certs),
+    }));
+    let ctx = Ctx { cluster, certs, gw };
+    let mut failed = Vec::new();
+    let mut ran = 0;
+    for (name, test) in TESTS {
+        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        ran += 1;
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rt.block_on(async {
+                tokio::time::timeout(Duration::from_secs(60), test(&ctx))
+                    .await
+                    .expect("test timed out")
+            })
+        }));
+        match result {
+            Ok(()) => println!("test {name} ... ok"),
+            Err(_) => {
+                println!("test {name} ... FAILED");
+                failed.push(*name);
+            }
+        }
+    }
+    drop(ctx);
+    println!(
+        "\ntest result: {}. {} passed; {} failed",
+        if failed.is_empty() { "ok" } else { "FAILED" },
+        ran - failed.len(),
+        failed.len()
+    );
+    if !failed.is_empty() {
+        println!("failures: {failed:?}");
+        std::process::exit(1);
+    }
+}
+
+fn table(name: &str) -> String {
+    format!("{name}_{}", rand::random::<u32>())
+}
+
+fn sqlstate(e: &tokio_postgres::Error) -> String {
+    e.code().map(|c| c.code().to_owned()).unwrap_or_default()
+}
+
+async fn reads_pass_in_simple_and_extended_protocol(c: &Ctx) {
+    let t = table("accounts");
+    c.cluster
+        .direct()
+        .await
+        .batch_execute(&format!(
+            "CREATE TABLE {t} (id int primary key, name text); INSERT INTO {t} SELECT g, 'n' || g FROM generate_series(1, 100) g;"
+        ))
+        .await
+        .unwrap();
+    let db = c.gw.connect().await.unwrap();
+    let rows = db
+        .simple_query(&format!("SELECT count(*) FROM {t}"))
+        .await
+        .unwrap();
+    let count = rows.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+        _ => None,
+    });
+    assert_eq!(count.as_deref(), Some("100"));
+    let stmt = db
+        .prepare(&format!("SELECT name FROM {t} WHERE id = $1"))
+        .await
+        .unwrap();
+    for id in [1, 42, 100] {
+        let row = db.query_one(&stmt, &[&id]).await.unwrap();
+        assert_eq!(row.get::<_, String>(0), format!("n{id}"));
+    }
+    // Pipelined extended-protocol queries on one connection.
+    let (a, b, d) = tokio::join!(
+        db.query_one(&stmt, &[&7]),
+        db.query_one(&stmt, &[&8]),
+        db.query_one(&stmt, &[&9])
+    );
+    assert_eq!(
+        (
+            a.unwrap().get::<_, String>(0),
+            b.unwrap().get::<_, String>(0),
+            d.unwrap().get::<_, String>(0)
+        ),
+        ("n7".into(), "n8".into(), "n9".into())
+    );
+    // Writes with a WHERE pass under the example policies.
+    let n = db
+        .execute(&format!("UPDATE {t} SET name = 'x' WHERE id = $1"), &[&5])
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+async fn forbidden_statement_is_refused_with_42501_and_session_stays_usable(c: &Ctx) {
+    let db = c.gw.connect().await.unwrap();
+    // Agents never change privileges on Database::"prod" (a forbid in the example policies).
+    let e = db
+        .simple_query("GRANT ALL ON SCHEMA public TO PUBLIC")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{e:?}");
+    let msg = e.as_db_error().unwrap().message();
+    assert!(
+        msg.contains("countersign") && msg.contains("no-agent-privilege-changes-on-prod"),
+        "{msg}"
+    );
+    // The same refusal in the extended protocol.
+    let e = db
+        .execute("ALTER ROLE CURRENT_USER SET work_mem = '1MB'", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{e:?}");
+    // The session goes on.
+    let row = db.query_one("SELECT 1 + 1", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 2);
+}
+
+async fn refusal_inside_a_transaction_fails_the_transaction(c: &Ctx) {
+    let t = table("tx");
+    c.cluster
+        .direct()
+        .await
+        .batch_execute(&format!("CREATE TABLE {t} (v int)"))
+        .await
+        .unwrap();
+    let db = c.gw.connect().await.unwrap();
+    db.batch_execute("BEGIN").await.unwrap();
+    db.batch_execute(&format!("INSERT INTO {t} VALUES (1)"))
+        .await
+        .unwrap();
+    let e = db
+        .batch_execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO PUBLIC")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42501");
+    // As after any error: the transaction is failed until it ends.
+    let e = db.batch_execute("SELECT 1").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "25P02", "{e:?}");
+    db.batch_execute("COMMIT").await.unwrap();
+    let n: i64 = c
+        .cluster
+        .direct()
+        .await
+        .query_one(&format!("SELECT count(*) FROM {t}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "the failed transaction must not commit");
+}
+
+async fn held_statement_runs_after_approval_through_the_api(c: &Ctx) {
+    let t = table("doomed");
+    c.cluster
+        .direct()
+        .await
+        .batch_execute(&format!("CREATE TABLE {t} (v int)"))
+        .await
+        .unwrap();
+    let sql = format!("DROP TABLE {t}");
+    let gw = &c.gw;
+    let (psql, approve) = tokio::join!(
+        tokio::task::spawn_blocking({
+            let port = gw.gate.port();
+            move || {
+                std::process::Command::new("psql")
+                    .args(["-X", "-At", "-v", "ON_ERROR_STOP=1"])
+                    .arg(format!(
+                        "host=127.0.0.1 port={port} user={AGENT} dbname=prod"
+                    ))
+                    .args(["-c", &sql])
+                    .env("PGPASSWORD", AGENT_TOKEN)
+                    .output()
+                    .unwrap()
+            }
+        }),
+        async {
+            let id = gw.next_pending_for(&t).await;
+            gw.vote(ALICE_TOKEN, &id, "approve", "cleanup of a scratch table")
+                .await;
+            id
+        }
+    );
+    let out = psql.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "psql failed: {stderr}");
+    assert!(
+        stderr.contains("awaits approval") && stderr.contains(&approve),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("/v1/requests/"),
+        "the notice names the review URL: {stderr}"
+    );
+    let exists: bool = c
+        .cluster
+        .direct()
+        .await
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&t])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!exists, "the approved DROP ran");
+}
+
+async fn held_statement_denied_through_the_api_is_42501(c: &Ctx) {
+    let t = table("kept");
+    c.cluster
+        .direct()
+        .await
+        .batch_execute(&format!("CREATE TABLE {t} (v int)"))
+        .await
+        .unwrap();
+    let db = c.gw.connect().await.unwrap();
+    let sql = format!("TRUNCATE {t}");
+    let (r, ()) = tokio::join!(db.batch_execute(&sql), async {
+        let id = c.gw.next_pending_for(&t).await;
+        c.gw.vote(BOB_TOKEN, &id, "deny", "not during business hours")
+            .await;
+    });
+    let e = r.unwrap_err();
+    assert_eq!(sqlstate(&e), "42501");
+    let msg = e.as_db_error().unwrap().message();
+    assert!(
+        msg.contains("denied") && msg.contains("not during business hours"),
+        "{msg}"
+    );
+    db.batch_execute("SELECT 1").await.unwrap();
+}
+
+async fn changed_statement_after_approval_needs_a_new_approval(c: &Ctx) {
+    let a = table("a");
+    let b = table("b");
+    c.cluster
+        .direct()
+        .await
+        .batch_execute(&format!(
+            "CREATE TABLE {a} (v int); CREATE TABLE {b} (v int)"
+        ))
+        .await
+        .unwrap();
+    let db = c.gw.connect().await.unwrap();
+    let sql = format!("DELETE FROM {a}");
+    let (r, ()) = tokio::join!(db.batch_execute(&sql), async {
+        let id = c.gw.next_pending_for(&sql).await;
+        c.gw.vote(ALICE_TOKEN, &id, "approve", "ok").await;
+    });
+    r.unwrap();
+    // The grant was single use and bound to that text: another table is a new request, and
+    // the same text again is one too.
+    for sql in [format!("DELETE FROM {b}"), format!("DELETE FROM {a}")] {
+        let (r, ()) = tokio::join!(db.batch_execute(&sql), async {
+            let id = c.gw.next_pending_for(&sql).await;
+            c.gw.vote(ALICE_TOKEN, &id, "deny", "no").await;
+        });
+        assert_eq!(sqlstate(&r.unwrap_err()), "42501", "{sql}");
+    }
+}
+
+async fn extended_protocol_parameters_are_bound_into_the_approval(c: &Ctx) {
+    let t = table("params");
+    c.cluster
+        .direct()
+        .await
+        .batch_execute(&format!("CREATE TABLE {t} (v text)"))
+        .await
+        .unwrap();
+    let db = c.gw.connect().await.unwrap();
+    // COPY (query) TO STDOUT is an export; the prepared form is held with its parameters.
+    let stmt = format!("SELECT $1::text FROM {t} FOR UPDATE");
+    let row = db.query(&stmt, &[&"x"]).await.unwrap();
+    assert!(row.is_empty());
+    let records = c.gw.audit().await;
+    let last = records
+        .iter()
+        .rev()
+        .find(|e| e["kind"] == "attempt" && e["payload"]["sql"] == stmt.as_str())
+        .expect("the attempt is logged");
+    // tokio-postgres sends parameters in binary; the payload keeps their exact bytes.
+    assert_eq!(
+        last["payload"]["params"],
+        serde_json::json!([{ "binary": "78" }])
+    );
+    assert_eq!(last["action"], "db.write");
+}
+
+async fn client_that_vanishes_while_held_withdraws_its_request(c: &Ctx) {
+    let t = table("vanish");
+    c.cluster
+        .direct()
+        .await
+        .batch_execute(&format!("CREATE TABLE {t} (v int)"))
+        .await
+        .unwrap();
+    let mut psql = std::process::Command::new("psql")
+        .args(["-X", "-c", &format!("DROP TABLE {t}")])
+        .arg(format!(
+            "host=127.0.0.1 port={} user={AGENT} dbname=prod",
+            c.gw.gate.port()
+        ))
+        .env("PGPASSWORD", AGENT_TOKEN)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let id = c.gw.next_pending_for(&t).await;
+    psql.kill().unwrap();
+    psql.wait().unwrap();
+    let request =
+        c.gw.engine
+            .wait(&id, Duration::from_secs(10))
+            .await
+            .unwrap();
+    assert_eq!(request.status.as_str(), "cancelled");
+}
+
+async fn cancel_request_while_held_withdraws_the_request(c: &Ctx) {
+    let t = table("cancelme");
+    c.cluster
+        .direct()
+        .await
+        .batch_execute(&format!("CREATE TABLE {t} (v int)"))
+        .await
+        .unwrap();
+    let db = c.gw.connect().await.unwrap();
+    let token = db.cancel_token();
+    let sql = format!("DROP TABLE {t}");
+    let (r, id) = tokio::join!(db.batch_execute(&sql), async {
+        let id = c.gw.next_pending_for(&t).await;
+        token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+        id
+    });
+    assert_eq!(sqlstate(&r.unwrap_err()), "57014");
+    let request =
+        c.gw.engine
+            .wait(&id, Duration::from_secs(10))
+            .await
+            .unwrap();
+    assert_eq!(request.status.as_str(), "cancelled");
+    db.batch_execute("SELECT 1").await.unwrap();
+}
+
+async fn cancel_request_reaches_the_upstream_query(c: &Ctx) {
+    let db = c.gw.connect().await.unwrap();
+    let token = db.cancel_token();
+    let (r, ()) = tokio::join!(db.batch_execute("SELECT pg_sleep(20)"), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    });
+    let e = r.unwrap_err();
+    assert_eq!(sqlstate(&e), "57014", "{e:?}");
+}
+
+async fn copy_in_streams_and_copy_out_is_held(c: &Ctx) {
+    use futures_util::SinkExt;
+    let t = table("copied");
+    c.cluster
+        .direct()
+        .await
+        .batch_execute(&format!("CREATE TABLE {t} (id int, body text)"))
+        .await
+        .unwrap();
+    let db = c.gw.connect().await.unwrap();
+    let sink = db.copy_in(&format!("COPY {t} FROM STDIN")).await.unwrap();
+    futures_util::pin_mut!(sink);
+    let line = "x".repeat(1000);
+    for chunk in 0..50 {
+        let mut buf = String::new();
+        for i in 0..200 {
+            buf.push_str(&format!("{}\t{line}\n", chunk * 200 + i));
+        }
+        sink.send(bytes::Bytes::from(buf)).await.unwrap();
+    }
+    assert_eq!(sink.finish().await.unwrap(), 10_000);
+    // Data leaving the database is an export: held, and denied here.
+    let sql = format!("COPY {t} TO STDOUT");
+    let (r, ()) = tokio::join!(db.copy_out(&sql), async {
+        let id = c.gw.next_pending_for(&t).await;
+        c.gw.vote(ALICE_TOKEN, &id, "deny", "no exports").await;
+    });
+    let e = r.err().expect("the export is refused");
+    assert_eq!(sqlstate(&e), "42501");
+}
+
+async fn wrong_password_and_unknown_user_fail_alike(c: &Ctx) {
+    let wrong = c.gw.connect_as(AGENT, "not-the-token").await.err().unwrap();
+    let unknown = c.gw.connect_as("nobody", AGENT_TOKEN).await.err().unwrap();
+    assert_eq!(sqlstate(&wrong), "28P01");
+    assert_eq!(sqlstate(&unknown), "28P01");
+    // Another principal's token is not this principal's password.
+    let other = c.gw.connect_as(AGENT, ALICE_TOKEN).await.err().unwrap();
+    assert_eq!(sqlstate(&other), "28P01");
+    // A principal without a verifier cannot log in without TLS, even with its token.
+    let plain =
+        c.gw.connect_as(TLS_AGENT, TLS_AGENT_TOKEN)
+            .await
+            .err()
+            .unwrap();
+    assert_eq!(sqlstate(&plain), "28P01");
+}
+
+async fn tls_only_principal_logs_in_over_tls_with_cleartext(c: &Ctx) {
+    let root = c.certs.path("ca.pem");
+    let out = std::process::Command::new("psql")
+        .args(["-X", "-At", "-c", "SELECT current_setting('ssl') IS NOT NULL"])
+        .arg(format!(
+            "host=localhost port={} user={TLS_AGENT} dbname=prod sslmode=verify-full sslrootcert={}",
+            c.gw.gate.port(),
+            root.display()
+        ))
+        .env("PGPASSWORD", TLS_AGENT_TOKEN)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (ok, _, stderr) = c.gw.psql("sslmode=disable", TLS_AGENT_TOKEN, "SELECT 1");
+    assert!(
+        !ok && stderr.contains("password authentication failed"),
+        "{stderr}"
+    );
+}
+
+async fn psql_over_tls_with_scram(c: &Ctx) {
+    let (ok, stdout, stderr) =
+        c.gw.psql("sslmode=require", AGENT_TOKEN, "SELECT 'through the gate'");
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim(), "through the gate");
+    // Bytes pipelined after an SSLRequest are refused (CVE-2021-23222).
+    let mut s = TcpStream::connect(c.gw.gate).unwrap();
+    let mut bytes = vec![0, 0, 0, 8, 4, 210, 22, 47];
+    bytes.extend_from_slice(b"Qjunk");
+    s.write_all(&bytes).unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    assert!(String::from_utf8_lossy(&answer).contains("unencrypted data after SSL request"));
+}
+
+async fn statement_outcomes_are_audited(c: &Ctx) {
+    let db = c.gw.connect().await.unwrap();
+    let marker = format!("audit_marker_{}", rand::random::<u32>());
+    db.batch_execute(&format!("SELECT '{marker}'"))
+        .await
+        .unwrap();
+    let _ = db
+        .batch_execute(&format!("SELECT '{marker}' FROM no_such_table"))
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let records = c.gw.audit().await;
+    let digest_of = |sql: String| {
+        records
+            .iter()
+            .find(|e| e["kind"] == "attempt" && e["payload"]["sql"] == sql.as_str())
+            .unwrap_or_else(|| panic!("no attempt for {sql}"))["payload_digest"]
+            .clone()
+    };
+    let ok = digest_of(format!("SELECT '{marker}'"));
+    let bad = digest_of(format!("SELECT '{marker}' FROM no_such_table"));
+    let outcome = |d: &serde_json::Value| {
+        records
+            .iter()
+            .find(|e| e["kind"] == "execution" && &e["payload_digest"] == d)
+            .unwrap_or_else(|| panic!("no outcome for {d}"))
+            .clone()
+    };
+    let o = outcome(&ok);
+    assert_eq!(
+        (o["outcome"].as_str(), o["reason"].as_str()),
+        (Some("succeeded"), Some("SELECT 1"))
+    );
+    let o = outcome(&bad);
+    assert_eq!(o["outcome"], "failed");
+    assert!(o["reason"].as_str().unwrap().starts_with("42P01"), "{o}");
+    assert_eq!(o["channel"], "prod");
+}
+
+async fn startup_parameters_that_change_privileges_are_dropped(c: &Ctx) {
+    let (ok, stdout, stderr) = c.gw.psql(
+        "options='-c default_transaction_read_only=on'",
+        AGENT_TOKEN,
+        "SHOW default_transaction_read_only",
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim(), "off", "options must not reach the upstream");
+    assert!(stderr.contains("\"options\" is not passed on"), "{stderr}");
+}
+
+/// Sends `bytes` on a fresh connection and returns what the gate answered before closing.
+fn raw_exchange(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+fn startup(params: &[(&str, &str)]) -> Vec<u8> {
+    countersign_gate_pg::wire::startup_message(params)
+}
+
+async fn malformed_input_gets_clear_errors_and_other_sessions_continue(c: &Ctx) {
+    let db = c.gw.connect().await.unwrap();
+    let addr = c.gw.gate;
+    // Protocol 2.
+    let mut v2 = startup(&[("user", AGENT)]);
+    v2[4..8].copy_from_slice(&0x0002_0000u32.to_be_bytes());
+    let answer = raw_exchange(addr, &v2);
+    assert!(
+        answer.contains("unsupported frontend protocol 2.0"),
+        "{answer:?}"
+    );
+    // No user.
+    assert!(
+        raw_exchange(addr, &startup(&[("database", "prod")])).contains("no PostgreSQL user name")
+    );
+    // A length that lies, or is huge.
+    assert!(
+        raw_exchange(addr, &[0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0]).contains("startup packet length")
+    );
+    assert!(raw_exchange(addr, &[0, 0, 0, 2]).contains("startup packet length"));
+    // Replication connections are not served.
+    assert!(
+        raw_exchange(
+            addr,
+            &startup(&[("user", AGENT), ("replication", "database")])
+        )
+        .contains("replication")
+    );
+    // A database the gate does not serve.
+    assert!(
+        raw_exchange(addr, &startup(&[("user", AGENT), ("database", "other")]))
+            .contains("not served here")
+    );
+    // Truncated and garbage messages after authentication end that session only.
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    drop(stream);
+    for garbage in [
+        &b"\x00\x00\x00\x08\x00\x03\x00"[..],
+        b"GET / HTTP/1.1\r\n\r\n",
+    ] {
+        let _ = raw_exchange(addr, garbage);
+    }
+    let row = db.query_one("SELECT 'still here'", &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "still here");
+    // A message with a huge declared length after login is refused before it is buffered.
+    let (ok, _, _) = c.gw.psql("", AGENT_TOKEN, "SELECT 1");
+    assert!(ok);
+}
+
+async fn upstream_down_is_a_clear_fatal_error(c: &Ctx) {
+    let dead = Gateway::start(GateOptions {
+        upstream_port: free_port(),
+        upstream_tls_root: None,
+        client_tls: None,
+    })
+    .await;
+    let e = dead.connect().await.err().unwrap();
+    let msg = e
+        .as_db_error()
+        .map(|d| d.message().to_owned())
+        .unwrap_or_else(|| e.to_string());
+    assert!(msg.contains("cannot reach the upstream server"), "{msg}");
+    // The gate in front of the live cluster is untouched.
+    c.gw.connect()
+        .await
+        .unwrap()
+        .batch_execute("SELECT 1")
+        .await
+        .unwrap();
+}
+
+async fn upstream_over_verified_tls(c: &Ctx) {
+    let root = c.certs.path("ca.pem");
+    let tls = Gateway::start(GateOptions {
+        upstream_port: c.cluster.port,
+        upstream_tls_root: Some(&root),
+        client_tls: None,
+    })
+    .await;
+    let db = tls.connect().await.unwrap();
+    let row = db
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(
+        row.get::<_, bool>(0),
+        "the gate's upstream connection uses TLS"
+    );
+    // A root that did not sign the upstream's certificate is refused.
+    let other = Certs::new();
+    let wrong_root = other.path("ca.pem");
+    let bad = Gateway::start(GateOptions {
+        upstream_port: c.cluster.port,
+        upstream_tls_root: Some(&wrong_root),
+        client_tls: None,
+    })
+    .await;
+    let e = bad.connect().await.err().unwrap();
+    let msg = e
+        .as_db_error()
+        .map(|d| d.message().to_owned())
+        .unwrap_or_default();
+    assert!(msg.contains("TLS"), "{msg}");
+}
