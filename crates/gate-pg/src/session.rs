@@ -99,7 +99,6 @@ impl End {
 
 /// Serves one client connection to its end.
 pub(crate) async fn serve(gate: Arc<Gate>, tcp: TcpStream, peer: SocketAddr) {
-    eprintln!("DEBUG conn {peer}");
     let _ = tcp.set_nodelay(true);
     match run(&gate, tcp, peer).await {
         Ok(()) | Err(End::ClientGone) => {
@@ -190,7 +189,6 @@ async fn start(gate: &Arc<Gate>, tcp: TcpStream) -> Result<Option<Client>, End> 
             }
         };
         let packet = buf.split_to(n);
-        eprintln!("DEBUG packet {:?}", &packet[..]);
         let startup = match wire::decode_startup(&packet) {
             Ok(startup) => startup,
             Err(WireError::UnsupportedProtocol(major, minor)) => {
@@ -241,7 +239,6 @@ async fn start(gate: &Arc<Gate>, tcp: TcpStream) -> Result<Option<Client>, End> 
 
 /// Sends `end` to the client as a FATAL error, if it is one, and returns it.
 async fn refuse(stream: &mut Stream, end: End) -> End {
-    eprintln!("DEBUG refuse {end}");
     if let Some(bytes) = end.to_client() {
         let _ = stream.write_all(&bytes).await;
     }
