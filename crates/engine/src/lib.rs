@@ -597,8 +597,9 @@ impl Engine {
 
     /// Logs what became of an attempt a gate acted on (a statement's command tag or error, a
     /// tool call's result). The decision was logged before the action ran; this event follows
-    /// it, so the call returns once the event is queued and it commits with the writer's next
-    /// batch. Waiting here would stall the gate's result stream for nothing.
+    /// it, so the call returns once the event is queued, and it commits with the next batch a
+    /// caller waits for (within [`writer::DEFERRED_DELAY`] at the latest). Waiting here would
+    /// stall the gate's result stream for nothing.
     pub async fn record_outcome(
         &self,
         principal: &Principal,
@@ -621,14 +622,9 @@ impl Engine {
         event.channel = Some(channel.to_owned());
         event.outcome = Some(if succeeded { "succeeded" } else { "failed" }.to_owned());
         event.reason = Some(detail);
-        let (reply, _unanswered) = oneshot::channel();
         self.inner
             .jobs
-            .send(Job::Event {
-                event: Box::new(event),
-                policy_version: None,
-                reply,
-            })
+            .send(Job::Deferred(Box::new(event)))
             .await
             .map_err(|_| EngineError::Stopped)
     }

@@ -28,6 +28,9 @@ use tokio::sync::{mpsc, oneshot};
 /// Most jobs committed in one transaction.
 pub(crate) const MAX_BATCH: usize = 1024;
 
+/// Longest a batch of only deferred records waits for company before it commits alone.
+pub(crate) const DEFERRED_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Longest a batch may take from `BEGIN` to `COMMIT`. A database that stops answering
 /// mid-transaction would otherwise hold every decision; past this the batch is abandoned (and
 /// rolled back) and its callers denied.
@@ -91,6 +94,10 @@ pub(crate) enum Job {
         policy_version: Option<(String, Vec<String>, usize)>,
         reply: Reply<()>,
     },
+    /// An after-the-fact record nobody waits for (what became of an action a gate forwarded).
+    /// It rides with the next batch a caller does wait for, or commits after
+    /// [`DEFERRED_DELAY`], so it does not cost a commit of its own.
+    Deferred(Box<AuditEvent>),
     /// Logs the new key's announcement, has the old key sign a checkpoint covering it, then
     /// signs with the new key.
     RotateKey {
@@ -147,6 +154,7 @@ pub(crate) async fn run(
             n = jobs.recv_many(&mut batch, MAX_BATCH) => if n == 0 { break },
             () = sleep_until(deadline), if deadline.is_some() => {}
         }
+        wait_for_company(&mut jobs, &mut batch).await;
         let mark = tree.mark();
         let ran = tokio::time::timeout(
             BATCH_DEADLINE,
@@ -183,6 +191,23 @@ pub(crate) async fn run(
     }
 }
 
+/// When `batch` holds only deferred records, gathers jobs until one that a caller waits for
+/// arrives (or the batch is full, or [`DEFERRED_DELAY`] passes), so the records share its commit.
+async fn wait_for_company(jobs: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
+    let only_deferred =
+        |b: &[Job]| !b.is_empty() && b.iter().all(|j| matches!(j, Job::Deferred(_)));
+    if !only_deferred(batch) {
+        return;
+    }
+    let until = tokio::time::Instant::now() + DEFERRED_DELAY;
+    while only_deferred(batch) && batch.len() < MAX_BATCH {
+        tokio::select! {
+            n = jobs.recv_many(batch, MAX_BATCH - batch.len()) => if n == 0 { return },
+            () = tokio::time::sleep_until(until) => return,
+        }
+    }
+}
+
 async fn sleep_until(deadline: Option<std::time::Instant>) {
     match deadline {
         Some(t) => tokio::time::sleep_until(t.into()).await,
@@ -206,6 +231,11 @@ impl Done {
         }))
     }
 
+    /// For jobs nobody waits for.
+    fn none() -> Done {
+        Done(Box::new(|_| {}))
+    }
+
     fn send(self) {
         (self.0)(None)
     }
@@ -218,6 +248,10 @@ impl Done {
 impl Job {
     fn fail(self, e: EngineError) {
         match self {
+            Job::Deferred(event) => {
+                tracing::error!(error = %e, kind = event.kind.as_str(), "an after-the-fact audit record was lost");
+                return;
+            }
             Job::Decision(_, tx) => Done::new(tx, Err(e)),
             Job::Vote { reply, .. } | Job::Cancel { reply, .. } => Done::new(reply, Err(e)),
             Job::Revoke { reply, .. } => Done::new(reply, Err(e)),
@@ -305,6 +339,10 @@ async fn execute(
     fx: &mut Vec<Effect>,
 ) -> (Done, bool) {
     match job {
+        Job::Deferred(event) => {
+            w.append(&event);
+            (Done::none(), false)
+        }
         Job::Decision(d, reply) => {
             let r = decision(w, *d, now, fx).await;
             let failed = r.is_err();

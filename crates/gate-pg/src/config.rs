@@ -173,15 +173,29 @@ impl UpstreamUrl {
                     .into(),
             );
         }
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => (
-                h,
-                p.parse::<u16>()
-                    .map_err(|_| format!("port `{p}` is not a number"))?,
-            ),
-            _ => (hostport, 5432),
+        // `[v6-address]:port`, `host:port`, or either without the port.
+        let (host, port) = match hostport.strip_prefix('[') {
+            Some(bracketed) => {
+                let (host, rest) = bracketed
+                    .split_once(']')
+                    .ok_or("an IPv6 address in brackets lacks its `]`")?;
+                let port = match rest {
+                    "" => None,
+                    r => Some(r.strip_prefix(':').ok_or("unexpected text after `]`")?),
+                };
+                (host, port)
+            }
+            None => match hostport.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (hostport, None),
+            },
         };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = match port {
+            Some(p) => p
+                .parse::<u16>()
+                .map_err(|_| format!("port `{p}` is not a number"))?,
+            None => 5432,
+        };
         let user = percent_decode(userinfo)?;
         if host.is_empty() || user.is_empty() {
             return Err("must name a host and a user".into());

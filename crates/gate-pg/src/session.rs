@@ -293,19 +293,18 @@ async fn login(gate: &Arc<Gate>, client: &mut Client) -> Result<Session, End> {
             "replication connections are not served through countersign",
         ));
     }
-    if let Some(db) = client
-        .param("database")
-        .filter(|d| !d.is_empty() && *d != user)
-    {
-        if db != gate.config.name && db != gate.config.upstream.database {
-            return Err(End::fatal(
-                "3D000",
-                format!(
-                    "database \"{db}\" is not served here: this gate serves \"{}\"",
-                    gate.config.name
-                ),
-            ));
-        }
+    // libpq names the user's own database when none is given; that one is let through too.
+    let served = |d: &&str| {
+        d.is_empty() || *d == user || *d == gate.config.name || *d == gate.config.upstream.database
+    };
+    if let Some(db) = client.param("database").filter(|d| !served(d)) {
+        return Err(End::fatal(
+            "3D000",
+            format!(
+                "database \"{db}\" is not served here: this gate serves \"{}\"",
+                gate.config.name
+            ),
+        ));
     }
     let principal = authenticate(gate, client, &user).await?;
     let mut forwarded = Vec::new();
@@ -542,10 +541,10 @@ impl Session {
             end = reader.run() => end,
             end = forwarder.run() => end,
         };
-        if let Err(e) = &end {
-            if let Some(bytes) = e.to_client().filter(|_| forwarder.passthrough == 0) {
-                let _ = forwarder.client.write_all(&bytes).await;
-            }
+        // A FATAL goes out only between messages, never inside a row being streamed.
+        let fatal = end.as_ref().err().and_then(End::to_client);
+        if let Some(bytes) = fatal.filter(|_| forwarder.passthrough == 0) {
+            let _ = forwarder.client.write_all(&bytes).await;
         }
         let _ = reader.upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
         let _ = reader.upstream.shutdown().await;
@@ -1013,10 +1012,10 @@ struct HeldRequest {
 
 impl HeldRequest {
     async fn withdraw(&mut self) {
-        if let Some(id) = self.id.take() {
-            if let Err(e) = self.engine.cancel(&self.principal, &id, false).await {
-                tracing::warn!(request = %id, error = %e, "withdrawing a held request failed");
-            }
+        if let Some(id) = self.id.take()
+            && let Err(e) = self.engine.cancel(&self.principal, &id, false).await
+        {
+            tracing::warn!(request = %id, error = %e, "withdrawing a held request failed");
         }
     }
 }
