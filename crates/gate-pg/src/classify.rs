@@ -441,7 +441,7 @@ impl Scan {
                     .for_each(|statement| self.statement(statement)),
                 Err(error) => match recognize(&piece) {
                     Some(recognized) => {
-                        self.raise(recognized.kind, recognized.note.map(str::to_owned));
+                        self.raise(recognized.kind, recognized.note);
                         self.tables.extend(recognized.tables);
                     }
                     None => self.raise(StatementKind::Unknown, Some(error.to_string())),
@@ -559,7 +559,14 @@ impl Scan {
             | Statement::DropOperator(_)
             | Statement::DropOperatorFamily(_)
             | Statement::DropOperatorClass(_)
-            | Statement::DropTrigger(_) => self.raise_noted(Destructive, "DROP"),
+            | Statement::DropTrigger(_) => {
+                if let Statement::DropTrigger(drop) = statement
+                    && let Some(table) = &drop.table_name
+                {
+                    self.add_table(table);
+                }
+                self.raise_noted(Destructive, "DROP")
+            }
             Statement::AlterTable(alter) => {
                 for operation in &alter.operations {
                     self.alter_table_operation(operation);
@@ -700,6 +707,9 @@ impl Scan {
     }
 
     fn create_function(&mut self, create: &CreateFunction) {
+        for param in &create.set_params {
+            self.setting(&param.name, "a function's SET");
+        }
         if create.security == Some(FunctionSecurity::Definer) {
             self.raise_noted(StatementKind::Privilege, "SECURITY DEFINER function");
         } else {
@@ -772,35 +782,15 @@ impl Scan {
         }
     }
 
-    /// SET or RESET of one setting: most are ordinary, a few change who the session acts as, and
-    /// a few change how the server reads every later text, which the gate's reading relies on.
     fn setting(&mut self, name: &ObjectName, verb: &str) {
-        use StatementKind::*;
-        // PostgreSQL looks settings up case-insensitively, quoted or not.
-        let Some(folded) = fold_name(name).map(|n| n.to_ascii_lowercase()) else {
-            return self.raise_noted(Unknown, "a setting with an unusual name");
+        let (kind, note) = match fold_name(name) {
+            Some(folded) => setting_kind(&folded, verb),
+            None => (
+                StatementKind::Unknown,
+                Some("a setting with an unusual name".to_owned()),
+            ),
         };
-        match folded.as_str() {
-            "role" | "session_authorization" => {
-                self.raise(Privilege, Some(format!("{verb} {folded}")))
-            }
-            "session_replication_role" => self.raise(
-                Privilege,
-                Some(format!(
-                    "{verb} session_replication_role, which can turn triggers and foreign keys off"
-                )),
-            ),
-            "standard_conforming_strings"
-            | "backslash_quote"
-            | "escape_string_warning"
-            | "client_encoding" => self.raise(
-                Unknown,
-                Some(format!(
-                    "{verb} {folded} changes how the server reads later texts"
-                )),
-            ),
-            _ => self.raise(Read, None),
-        }
+        self.raise(kind, note);
     }
 
     fn query(&mut self, query: &Query) {
@@ -979,10 +969,47 @@ impl Visitor for Scan {
     }
 
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
-        if let Expr::Function(function) = expr {
-            self.function(&function.name);
+        match expr {
+            Expr::Function(function) => self.function(&function.name),
+            // `t.f` can call f(t) in PostgreSQL (attribute notation): a sensitive name counts.
+            Expr::CompoundIdentifier(parts) => {
+                if let Some((kind, note)) = parts
+                    .last()
+                    .and_then(|last| sensitive_function_kind(&last.value))
+                {
+                    self.raise(kind, Some(note));
+                }
+            }
+            _ => {}
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// SET or RESET of one setting: most are ordinary, a few change who the session acts as, and a
+/// few change how the server reads every later text, which the gate's reading relies on.
+fn setting_kind(name: &str, verb: &str) -> (StatementKind, Option<String>) {
+    use StatementKind::*;
+    // PostgreSQL looks settings up case-insensitively, quoted or not.
+    let name = name.to_ascii_lowercase();
+    match name.as_str() {
+        "role" | "session_authorization" => (Privilege, Some(format!("{verb} {name}"))),
+        "session_replication_role" => (
+            Privilege,
+            Some(format!(
+                "{verb} session_replication_role, which can turn triggers and foreign keys off"
+            )),
+        ),
+        "standard_conforming_strings"
+        | "backslash_quote"
+        | "escape_string_warning"
+        | "client_encoding" => (
+            Unknown,
+            Some(format!(
+                "{verb} {name} changes how the server reads later texts"
+            )),
+        ),
+        _ => (Read, None),
     }
 }
 
@@ -1118,7 +1145,28 @@ fn function_kind(name: &ObjectName) -> Option<(StatementKind, String)> {
             "calls a function without a name".to_owned(),
         ));
     };
-    let lowered = last.value.to_ascii_lowercase();
+    if let Some(sensitive) = sensitive_function_kind(&last.value) {
+        return Some(sensitive);
+    }
+    let folded = fold_ident(last);
+    let in_catalog = match qualifiers {
+        [] => true,
+        [.., schema] => fold_ident(schema) == "pg_catalog",
+    };
+    if in_catalog && READ_ONLY.binary_search(&folded.as_str()).is_ok() {
+        return None;
+    }
+    let shown = fold_name(name).unwrap_or(folded);
+    Some((
+        StatementKind::Write,
+        format!("calls {shown}, which is not a known read-only function"),
+    ))
+}
+
+/// The kind a call of a function with this name implies when the name is on one of the sensitive
+/// lists, whatever its case.
+fn sensitive_function_kind(name: &str) -> Option<(StatementKind, String)> {
+    let lowered = name.to_ascii_lowercase();
     let base = lowered.as_str();
     if REACHES_OUTSIDE.contains(&base) || base.starts_with("dblink") || base.starts_with("pg_ls_") {
         return Some((
@@ -1136,19 +1184,7 @@ fn function_kind(name: &ObjectName) -> Option<(StatementKind, String)> {
     if WRITES.contains(&base) {
         return Some((StatementKind::Write, format!("calls {base}")));
     }
-    let folded = fold_ident(last);
-    let in_catalog = match qualifiers {
-        [] => true,
-        [.., schema] => fold_ident(schema) == "pg_catalog",
-    };
-    if in_catalog && READ_ONLY.binary_search(&folded.as_str()).is_ok() {
-        return None;
-    }
-    let shown = fold_name(name).unwrap_or(folded);
-    Some((
-        StatementKind::Write,
-        format!("calls {shown}, which is not a known read-only function"),
-    ))
+    None
 }
 
 /// Functions that read or write server files, run programs, reach other servers or run SQL given
@@ -1690,7 +1726,7 @@ fn split_statements(tokens: Vec<TokenWithSpan>) -> Vec<Vec<TokenWithSpan>> {
 /// A statement recognised by its leading keywords.
 struct Recognized {
     kind: StatementKind,
-    note: Option<&'static str>,
+    note: Option<String>,
     tables: Vec<String>,
 }
 
@@ -1716,7 +1752,13 @@ fn recognize(piece: &[TokenWithSpan]) -> Option<Recognized> {
                 .zip(&tokens)
                 .all(|(e, t)| keyword(t) == Some(*e))
     };
-    let recognized = |kind, note, tables| Some(Recognized { kind, note, tables });
+    let recognized = |kind, note: Option<&str>, tables| {
+        Some(Recognized {
+            kind,
+            note: note.map(str::to_owned),
+            tables,
+        })
+    };
     if starts(&["TABLE"]) {
         let (name, rest) = relation_name(&tokens[1..], &["ONLY"])?;
         return match rest {
@@ -1736,6 +1778,20 @@ fn recognize(piece: &[TokenWithSpan]) -> Option<Recognized> {
             Some("finishes a prepared transaction the gate may not have seen"),
             Vec::new(),
         );
+    }
+    if starts(&["VACUUM"]) || starts(&["ANALYZE"]) || starts(&["ANALYSE"]) {
+        let rest = skip_options(&tokens[1..]);
+        let rest = skip_words(rest, &["FULL", "FREEZE", "VERBOSE", "ANALYZE", "ANALYSE"]);
+        return recognized(Ddl, None, relation_list(rest));
+    }
+    if starts(&["SET"]) || starts(&["RESET"]) {
+        return recognize_setting(&tokens);
+    }
+    if starts(&["GRANT"]) || starts(&["REVOKE"]) {
+        return recognized(Privilege, Some("GRANT or REVOKE"), Vec::new());
+    }
+    if starts(&["ALTER", "EXTENSION"]) {
+        return recognized(Ddl, None, Vec::new());
     }
     if starts(&["CHECKPOINT"]) {
         return recognized(Ddl, None, Vec::new());
@@ -1814,6 +1870,12 @@ fn recognize(piece: &[TokenWithSpan]) -> Option<Recognized> {
             Vec::new(),
         );
     }
+    if ["CREATE", "ALTER", "DROP"]
+        .iter()
+        .any(|verb| starts(&[verb, "USER"]) || starts(&[verb, "ROLE"]))
+    {
+        return recognized(Privilege, Some("role change"), Vec::new());
+    }
     if starts(&["DROP"]) {
         // DROP's grammar has names and signatures only; roles were handled above and by the parser.
         return recognized(Destructive, Some("DROP"), Vec::new());
@@ -1824,13 +1886,69 @@ fn recognize(piece: &[TokenWithSpan]) -> Option<Recognized> {
     None
 }
 
+/// SET and RESET forms sqlparser cannot parse (`SET role TO admin`): their values are constants or
+/// words, never expressions.
+fn recognize_setting(tokens: &[&Token]) -> Option<Recognized> {
+    use StatementKind::*;
+    let verb = keyword(tokens.first()?)?;
+    let rest = skip_words(&tokens[1..], &["SESSION", "LOCAL"]);
+    let recognized = |kind, note: Option<String>| {
+        Some(Recognized {
+            kind,
+            note,
+            tables: Vec::new(),
+        })
+    };
+    match rest.first().copied().and_then(keyword) {
+        Some("ROLE" | "AUTHORIZATION") => {
+            return recognized(
+                Privilege,
+                Some(format!("{verb} ROLE or SESSION AUTHORIZATION")),
+            );
+        }
+        Some("NAMES") => {
+            return recognized(
+                Unknown,
+                Some(format!("{verb} NAMES changes the client encoding")),
+            );
+        }
+        Some("TRANSACTION" | "CONSTRAINTS" | "ALL") => return recognized(Read, None),
+        _ => {}
+    }
+    let (name, after) = relation_name(rest, &[])?;
+    let value_follows = matches!(after, [Token::Eq, ..])
+        || matches!(after.first().copied().and_then(keyword), Some("TO"));
+    if verb == "SET" && !value_follows || verb == "RESET" && !after.is_empty() {
+        return None;
+    }
+    let (kind, note) = setting_kind(&name, verb);
+    recognized(kind, note)
+}
+
+/// A comma-separated list of relations, each perhaps followed by a parenthesised column list.
+fn relation_list<'t>(mut tokens: &'t [&'t Token]) -> Vec<String> {
+    let mut names = Vec::new();
+    while let Some((name, after)) = relation_name(tokens, &[]) {
+        names.push(name);
+        let after = match after {
+            [Token::LParen, ..] => skip_options(after),
+            _ => after,
+        };
+        match after {
+            [Token::Comma, next @ ..] => tokens = next,
+            _ => break,
+        }
+    }
+    names
+}
+
 /// ALTER statements sqlparser cannot parse: ownership changes of any object, and the plain forms
 /// of ALTER SEQUENCE / VIEW / MATERIALIZED VIEW.
 fn recognize_alter(tokens: &[&Token]) -> Option<Recognized> {
     use StatementKind::*;
     // ALTER TABLE, INDEX, SEQUENCE, VIEW, MATERIALIZED VIEW and FOREIGN TABLE share a grammar
-    // whose subcommands take expressions (SET DEFAULT …); without parentheses or literals none of
-    // them can call a function.
+    // whose subcommands take expressions (SET DEFAULT …); with nothing but words, numbers and
+    // signs none of them can call a function.
     let table_like = match tokens.get(1).copied().and_then(keyword) {
         Some("TABLE" | "INDEX" | "SEQUENCE" | "VIEW") => Some(2),
         Some("MATERIALIZED" | "FOREIGN")
@@ -1844,9 +1962,17 @@ fn recognize_alter(tokens: &[&Token]) -> Option<Recognized> {
         }
         _ => None,
     };
-    let inert = tokens
-        .iter()
-        .all(|t| matches!(t, Token::Word(_) | Token::Period | Token::Comma));
+    let inert = tokens.iter().all(|t| {
+        matches!(
+            t,
+            Token::Word(_)
+                | Token::Period
+                | Token::Comma
+                | Token::Number(..)
+                | Token::Minus
+                | Token::Plus
+        )
+    });
     let owner_to = matches!(
         tokens,
         [.., owner, to, Token::Word(_)] if keyword(owner) == Some("OWNER") && keyword(to) == Some("TO")
@@ -1859,7 +1985,7 @@ fn recognize_alter(tokens: &[&Token]) -> Option<Recognized> {
     match table_like {
         Some(from) if inert && owner_to => Some(Recognized {
             kind: Privilege,
-            note: Some("OWNER TO"),
+            note: Some("OWNER TO".to_owned()),
             tables: name(from),
         }),
         Some(from)
@@ -1879,7 +2005,7 @@ fn recognize_alter(tokens: &[&Token]) -> Option<Recognized> {
         // Other objects change owner through a rule of its own with names and signatures only.
         None if owner_to => Some(Recognized {
             kind: Privilege,
-            note: Some("OWNER TO"),
+            note: Some("OWNER TO".to_owned()),
             tables: Vec::new(),
         }),
         None => None,

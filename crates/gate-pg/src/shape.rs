@@ -56,53 +56,25 @@ pub fn shape(sql: &str) -> Option<String> {
     let mut space_pending = false;
     // Inside a string constant that continues: its later pieces and what lies between them vanish.
     let mut continuing = false;
+    let mut previous: Option<Token> = None;
     for token in Lexer::new(sql) {
         let token = token.ok()?;
         let text = &sql[token.start..token.end];
+        if !normalizable(sql.as_bytes(), token, previous, continuing) {
+            return None;
+        }
+        previous = Some(token);
         match token.kind {
             TokenKind::Space | TokenKind::Comment => {
                 space_pending = !continuing;
                 continue;
             }
-            TokenKind::Str { prefix, continued } => {
-                // sqlparser reads the later pieces of a continued E'…' constant as plain strings.
-                let escape_continued = prefix == StrPrefix::Escape && (continued || continuing);
-                if prefix == StrPrefix::Unicode
-                    || escape_continued
-                    || (prefix != StrPrefix::Escape && text.contains('\\'))
-                {
-                    return None;
-                }
-                if continuing {
-                    continuing = continued;
-                    continue;
-                }
+            TokenKind::Str { continued, .. } if continuing => {
                 continuing = continued;
+                continue;
             }
-            TokenKind::Word => {
-                if !text.is_ascii() || text.eq_ignore_ascii_case("uescape") {
-                    return None;
-                }
-            }
-            TokenKind::QuotedIdent => {
-                if !text.is_ascii() || text.contains('\\') {
-                    return None;
-                }
-            }
-            TokenKind::UnicodeIdent => return None,
-            TokenKind::Number { .. } => {
-                if sql.as_bytes().get(token.end) == Some(&b'.') {
-                    return None;
-                }
-            }
-            TokenKind::Other => {
-                let byte = text.as_bytes()[0];
-                if byte == b'\\' || byte.is_ascii_control() {
-                    return None;
-                }
-            }
-            TokenKind::Dollar | TokenKind::Param | TokenKind::Semicolon => {}
-            TokenKind::LParen | TokenKind::RParen => {}
+            TokenKind::Str { continued, .. } => continuing = continued,
+            _ => {}
         }
         if space_pending && !out.is_empty() {
             out.push(' ');
@@ -117,6 +89,63 @@ pub fn shape(sql: &str) -> Option<String> {
         }
     }
     Some(out)
+}
+
+/// Whether the normalizer may rewrite a text holding this token: it declines whatever could read
+/// differently with other server settings or versions, and whatever sqlparser reads differently
+/// from PostgreSQL inside literals and comments (the shape would hide from the classifier what
+/// makes the raw text unreadable to it).
+fn normalizable(sql: &[u8], token: Token, previous: Option<Token>, continuing: bool) -> bool {
+    let text = &sql[token.start..token.end];
+    match token.kind {
+        TokenKind::Space | TokenKind::Param | TokenKind::Semicolon => true,
+        TokenKind::LParen | TokenKind::RParen => true,
+        // sqlparser lets some operators run into a comment right after them (`|--`).
+        TokenKind::Comment => !previous.is_some_and(|p| {
+            p.kind == TokenKind::Other && p.end == token.start && is_operator_char(sql[p.start])
+        }),
+        TokenKind::Str { prefix, continued } => match prefix {
+            StrPrefix::Unicode => false,
+            // sqlparser reads the later pieces of a continued E'…' as plain strings, and rejects
+            // some escapes PostgreSQL takes (`\x` without digits).
+            StrPrefix::Escape => !continued && !continuing && simple_escapes(text),
+            _ => !text.contains(&b'\\'),
+        },
+        TokenKind::Dollar => {
+            let tag_end = text[1..].iter().position(|&b| b == b'$').unwrap_or(0);
+            text[..=tag_end + 1].is_ascii()
+        }
+        // PostgreSQL before 16 reads 0x1F as 0 and an alias; sqlparser reads 0o17 so too.
+        TokenKind::Number { .. } => {
+            let radix = text.len() > 1 && text[0] == b'0' && text[1].is_ascii_alphabetic();
+            !radix && sql.get(token.end) != Some(&b'.')
+        }
+        TokenKind::Word => text.is_ascii() && !text.eq_ignore_ascii_case(b"uescape"),
+        TokenKind::QuotedIdent => text.is_ascii() && !text.contains(&b'\\'),
+        TokenKind::UnicodeIdent => false,
+        TokenKind::Other => text[0] != b'\\' && !text[0].is_ascii_control(),
+    }
+}
+
+/// Whether every backslash escape in an `E'…'` string is a one-character one.
+fn simple_escapes(text: &[u8]) -> bool {
+    let mut i = 0;
+    while i < text.len() {
+        if text[i] == b'\\' {
+            if matches!(text.get(i + 1), Some(b'u' | b'U' | b'x' | b'0'..=b'7')) {
+                return false;
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    true
+}
+
+/// PostgreSQL's `op_chars`.
+fn is_operator_char(byte: u8) -> bool {
+    b"~!@#^&|`?+-*/%<>=".contains(&byte)
 }
 
 /// A bounded, thread-safe cache from statement shape to classification.
@@ -658,6 +687,523 @@ fn decinteger(text: &[u8], mut i: usize) -> usize {
             Some(b) if b.is_ascii_digit() => i += 1,
             Some(b'_') if text.get(i + 1).is_some_and(u8::is_ascii_digit) => i += 2,
             _ => return i,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::OnceLock;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::classify::StatementKind;
+
+    fn tokens(sql: &str) -> Vec<(TokenKind, &str)> {
+        Lexer::new(sql)
+            .map(|token| {
+                let token = token.expect("the text lexes");
+                (token.kind, &sql[token.start..token.end])
+            })
+            .filter(|(kind, _)| *kind != TokenKind::Space)
+            .collect()
+    }
+
+    fn plain(continued: bool) -> TokenKind {
+        TokenKind::Str {
+            prefix: StrPrefix::Plain,
+            continued,
+        }
+    }
+
+    #[test]
+    fn the_lexer_ends_literals_and_comments_where_postgresql_does() {
+        use TokenKind::*;
+        let escape = Str {
+            prefix: StrPrefix::Escape,
+            continued: false,
+        };
+        let bit = Str {
+            prefix: StrPrefix::Bit,
+            continued: false,
+        };
+        let cases: Vec<(&str, Vec<(TokenKind, &str)>)> = vec![
+            (r"'a\'", vec![(plain(false), r"'a\'")]),
+            ("'it''s'", vec![(plain(false), "'it''s'")]),
+            (r"E'a\'b'", vec![(escape, r"E'a\'b'")]),
+            (r"e'a\\'x", vec![(escape, r"e'a\\'"), (Word, "x")]),
+            ("B'01''1'", vec![(bit, "B'01'"), (plain(false), "'1'")]),
+            ("$a$ $b$ $a$", vec![(Dollar, "$a$ $b$ $a$")]),
+            ("$a$x$ab$y$a$z", vec![(Dollar, "$a$x$ab$y$a$"), (Word, "z")]),
+            ("$1", vec![(Param, "$1")]),
+            ("a$b$c", vec![(Word, "a$b$c")]),
+            ("\"a\"\"b\"", vec![(QuotedIdent, "\"a\"\"b\"")]),
+            ("U&\"a\"", vec![(UnicodeIdent, "U&\"a\"")]),
+            ("U&x", vec![(Word, "U"), (Other, "&"), (Word, "x")]),
+            ("a--b\nc", vec![(Word, "a"), (Comment, "--b"), (Word, "c")]),
+            (
+                "a-/**/-b",
+                vec![
+                    (Word, "a"),
+                    (Other, "-"),
+                    (Comment, "/**/"),
+                    (Other, "-"),
+                    (Word, "b"),
+                ],
+            ),
+            (
+                "/* /* */ x */y",
+                vec![(Comment, "/* /* */ x */"), (Word, "y")],
+            ),
+            ("/*/ x */y", vec![(Comment, "/*/ x */"), (Word, "y")]),
+            (
+                "1.5e10 .5 1_000 0x1F",
+                vec![
+                    (Number { leading_dot: false }, "1.5e10"),
+                    (Number { leading_dot: true }, ".5"),
+                    (Number { leading_dot: false }, "1_000"),
+                    (Number { leading_dot: false }, "0x1F"),
+                ],
+            ),
+            (
+                "1..2",
+                vec![
+                    (Number { leading_dot: false }, "1"),
+                    (Other, "."),
+                    (Number { leading_dot: true }, ".2"),
+                ],
+            ),
+            (
+                "'a'\n'b'",
+                vec![(plain(true), "'a'"), (plain(false), "'b'")],
+            ),
+            (
+                "'a' -- c\n 'b'",
+                vec![
+                    (plain(true), "'a'"),
+                    (Comment, "-- c"),
+                    (plain(false), "'b'"),
+                ],
+            ),
+            (
+                "'a' 'b'",
+                vec![(plain(false), "'a'"), (plain(false), "'b'")],
+            ),
+            (
+                "'a' /* c */\n'b'",
+                vec![
+                    (plain(false), "'a'"),
+                    (Comment, "/* c */"),
+                    (plain(false), "'b'"),
+                ],
+            ),
+            (
+                "E'a'\n'\\''",
+                vec![
+                    (
+                        Str {
+                            prefix: StrPrefix::Escape,
+                            continued: true,
+                        },
+                        "E'a'",
+                    ),
+                    (escape, "'\\''"),
+                ],
+            ),
+        ];
+        for (sql, expected) in cases {
+            assert_eq!(tokens(sql), expected, "tokens of {sql:?}");
+        }
+    }
+
+    #[test]
+    fn the_lexer_refuses_what_postgresql_refuses() {
+        for sql in [
+            "'open",
+            "E'open\\'",
+            "\"open",
+            "\"\"",
+            "$a$ open",
+            "$a x",
+            "$ 1",
+            "/* open /* */",
+            "1abc",
+            "0x",
+            "0b2",
+            "1e+",
+            "$1x",
+            "a\u{0b}b",
+            "a\0b",
+        ] {
+            assert!(
+                Lexer::new(sql).any(|t| t.is_err()),
+                "{sql:?} should not lex"
+            );
+        }
+    }
+
+    #[test]
+    fn shapes_replace_literals_and_collapse_blanks() {
+        let cases = [
+            (
+                "SELECT abalance FROM pgbench_accounts WHERE aid = 48213;",
+                "SELECT abalance FROM pgbench_accounts WHERE aid = 0;",
+            ),
+            (
+                "select  *\n\tfrom t where a='x' and b=E'\\n' and c=$q$x$q$",
+                "select * from t where a='' and b=E'' and c=$$$$",
+            ),
+            (
+                "SELECT 1.5, .5, 1e9, N'x', B'01', X'1F'",
+                "SELECT 0, .0, 0, N'', B'', X''",
+            ),
+            ("SELECT 'a'\n  'b' -- tail", "SELECT ''"),
+            (
+                "/* head */ SELECT \"Col\" -- x\n FROM t",
+                "SELECT \"Col\" FROM t",
+            ),
+            ("SELECT $1, t.5 FROM t", "SELECT $1, t.0 FROM t"),
+            ("a/**/b", "a b"),
+            ("-- only a comment", ""),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(shape(raw).as_deref(), Some(expected), "shape of {raw:?}");
+        }
+        assert_eq!(
+            shape("SELECT * FROM t WHERE id = 1"),
+            shape("SELECT * FROM t WHERE id = 987654321"),
+        );
+        assert_eq!(
+            shape("SELECT 'a'"),
+            shape("SELECT 'it''s; DROP TABLE t; --'")
+        );
+    }
+
+    #[test]
+    fn shape_declines_what_it_does_not_fully_understand() {
+        for sql in [
+            r"SELECT 'a\'",
+            r"SELECT N'a\'",
+            r"SELECT X'\'",
+            r#"SELECT "a\b""#,
+            r"SELECT \ 1",
+            r"SELECT U&'\0041'",
+            "SELECT U&\"a\"",
+            "SELECT 'a' UESCAPE '!'",
+            "SELECT E'a'\n'b'",
+            r"SELECT E'\x41'",
+            r"SELECT E'\u0041'",
+            r"SELECT E'\101'",
+            "SELECT café",
+            "SELECT \"café\"",
+            "SELECT $é$x$é$",
+            "SELECT 0x1F",
+            "SELECT 0o17",
+            "SELECT 1.5.x",
+            "SELECT 1 |-- c\n",
+            "SELECT 1 </* c */ 2",
+            "SELECT 1\u{7}",
+            "SELECT 'open",
+            "SELECT 1 /* open",
+        ] {
+            assert_eq!(shape(sql), None, "{sql:?} should have no shape");
+        }
+        let huge = format!("SELECT '{}'", "x".repeat(MAX_TEXT_LEN));
+        assert_eq!(shape(&huge), None);
+    }
+
+    /// The cached classification of a text must be the classification of that very text.
+    fn assert_cached_like_raw(cache: &ShapeCache, sql: &str) {
+        assert_eq!(
+            *cache.classify(sql),
+            classify(sql),
+            "cache and classifier on {sql:?}"
+        );
+    }
+
+    #[test]
+    fn statements_hidden_behind_a_fake_literal_end_stay_visible() {
+        use StatementKind::*;
+        // Each quoting form, with text that ends the literal early or only seems to.
+        let cases = [
+            (r"SELECT 'abc\'; DROP TABLE t; --'", Destructive),
+            (r"SELECT 'abc''; DROP TABLE t; --'", Read),
+            (r"SELECT E'abc\'; DROP TABLE t; --'", Read),
+            (r"SELECT E'abc\\'; DROP TABLE t; --'", Destructive),
+            (r"SELECT E'abc''; DROP TABLE t; --'", Read),
+            (r"SELECT N'abc\'; DROP TABLE t; --'", Destructive),
+            (r"SELECT U&'abc\'; DROP TABLE t; --'", Unknown),
+            (r"SELECT B'01''; DROP TABLE t; --'", Unknown),
+            (r"SELECT X'1F''; DROP TABLE t; --'", Unknown),
+            (r"SELECT X'\'; DROP TABLE t; --'", Unknown),
+            ("SELECT $a$ $b$; DROP TABLE t; $a$", Read),
+            ("SELECT $a$x$a$; DROP TABLE t; --$a$", Destructive),
+            ("SELECT $$x$a$; DROP TABLE t; --$$", Read),
+            ("SELECT $1$x$1$; DROP TABLE t", Unknown),
+            ("SELECT \"a\"\"; DROP TABLE t; --\"", Read),
+            ("SELECT \"a\"; DROP TABLE t; --\"", Destructive),
+            ("SELECT 1 /* /* */ DROP TABLE t; */", Read),
+            ("SELECT 1 /* /* */ */; DROP TABLE t", Destructive),
+            ("SELECT 1 -- '\n; DROP TABLE t", Destructive),
+            ("SELECT '--'; DROP TABLE t", Destructive),
+            ("SELECT 'a'\n'; DROP TABLE t; --'", Read),
+            // PostgreSQL rejects two adjacent constants; the parser takes the second as an alias.
+            ("SELECT 'a' '; DROP TABLE t; --'", Read),
+            ("SELECT E'a'\n'\\'; DROP TABLE t; --'", Unknown),
+            ("SELECT 1 |-- c\n; DROP TABLE t", Unknown),
+            ("SELECT 1e'\\'; DROP TABLE t; --'", Unknown),
+        ];
+        let cache = ShapeCache::new(64);
+        for (sql, kind) in cases {
+            assert_eq!(classify(sql).kind, kind, "classification of {sql:?}");
+            assert_cached_like_raw(&cache, sql);
+            if let Some(shaped) = shape(sql) {
+                assert_eq!(classify(&shaped).kind, kind, "shape {shaped:?} of {sql:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn texts_that_mean_different_things_never_share_a_shape() {
+        let pairs = [
+            ("SELECT 'a'; DROP TABLE t", "SELECT 'a; DROP TABLE t'"),
+            (
+                r"SELECT E'\\'; DROP TABLE t; --'",
+                r"SELECT E'\'; DROP TABLE t; --'",
+            ),
+            (
+                "SELECT $a$x$a$; DROP TABLE t; --",
+                "SELECT $a$x$b$; DROP TABLE t; --$a$",
+            ),
+            (
+                "SELECT 1 -- x\n; DROP TABLE t",
+                "SELECT 1 /* x\n; DROP TABLE t */",
+            ),
+            ("SELECT a-1", "SELECT a--1"),
+            ("SELECT 'a'\n'b'", "SELECT 'a' 'b'"),
+        ];
+        for (one, other) in pairs {
+            let (one_shape, other_shape) = (shape(one), shape(other));
+            assert!(
+                one_shape.is_none() || one_shape != other_shape,
+                "{one:?} and {other:?} share the shape {one_shape:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_cache_parses_a_shape_once_and_forgets_cold_shapes_first() {
+        let cache = ShapeCache::new(4);
+        let first = cache.classify("SELECT * FROM t WHERE id = 1");
+        let second = cache.classify("SELECT * FROM t WHERE id = 2");
+        assert!(
+            Arc::ptr_eq(&first, &second),
+            "the second text is a cache hit"
+        );
+        // Fill well past the capacity while touching the hot shape now and then.
+        for i in 0..20 {
+            cache.classify(&format!("SELECT c{i} FROM t"));
+            if i % 2 == 0 {
+                cache.classify("SELECT * FROM t WHERE id = 3");
+            }
+        }
+        let hot = cache.classify("SELECT * FROM t WHERE id = 4");
+        assert!(Arc::ptr_eq(&first, &hot), "the hot shape survived");
+        let generations = cache.generations.read().expect("not poisoned");
+        assert!(generations.current.len() + generations.previous.len() <= 4);
+    }
+
+    #[test]
+    fn a_cache_of_capacity_zero_caches_nothing() {
+        let cache = ShapeCache::new(0);
+        let first = cache.classify("SELECT 1");
+        let second = cache.classify("SELECT 1");
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert_eq!(*first, classify("SELECT 1"));
+    }
+
+    /// One cache for all generated texts, so that texts sharing a shape meet in it.
+    fn shared_cache() -> &'static ShapeCache {
+        static CACHE: OnceLock<ShapeCache> = OnceLock::new();
+        CACHE.get_or_init(|| ShapeCache::new(100_000))
+    }
+
+    /// Literal text with quotes, backslashes, dollar signs, semicolons and comment markers.
+    fn hostile_text() -> impl Strategy<Value = String> {
+        let pieces = vec![
+            "a",
+            "Z",
+            "'",
+            "''",
+            "\\",
+            "\\'",
+            "$",
+            "$$",
+            "$a$",
+            ";",
+            "--",
+            "/*",
+            "*/",
+            "\n",
+            " ",
+            "é",
+            "\"",
+            "DROP TABLE t",
+            "E'",
+            "0",
+            "_",
+        ];
+        prop::collection::vec(prop::sample::select(pieces), 0..10).prop_map(|p| p.concat())
+    }
+
+    fn string_literal() -> impl Strategy<Value = String> {
+        prop_oneof![
+            hostile_text().prop_map(|v| format!("'{}'", v.replace('\'', "''"))),
+            hostile_text()
+                .prop_map(|v| format!("E'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))),
+            hostile_text().prop_map(|v| format!("N'{}'", v.replace('\'', "''"))),
+            (hostile_text(), prop::sample::select(vec!["", "q", "tag_1"])).prop_map(|(v, tag)| {
+                let mut tag = tag.to_owned();
+                while v.contains(&format!("${tag}$")) || v.ends_with('$') && tag.is_empty() {
+                    tag.push('x');
+                }
+                format!("${tag}${v}${tag}$")
+            }),
+            (hostile_text(), hostile_text()).prop_map(|(a, b)| {
+                format!("'{}'\n  '{}'", a.replace('\'', "''"), b.replace('\'', "''"))
+            }),
+        ]
+    }
+
+    fn number_literal() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<u32>().prop_map(|n| n.to_string()),
+            (any::<u16>(), any::<u16>()).prop_map(|(a, b)| format!("{a}.{b}")),
+            any::<u16>().prop_map(|n| format!(".{n}")),
+            (any::<u16>(), -30i8..30).prop_map(|(a, e)| format!("{a}e{e}")),
+            (1u32..1000, 0u32..1000).prop_map(|(a, b)| format!("{a}_{b:03}")),
+        ]
+    }
+
+    fn comment_text() -> impl Strategy<Value = String> {
+        hostile_text().prop_map(|v| v.replace(['\n', '*', '/'], " "))
+    }
+
+    const TEMPLATES: &[&str] = &[
+        "SELECT {l} FROM t WHERE a = {l}",
+        "SELECT * FROM accounts WHERE owner = {s} AND balance > {n}",
+        "INSERT INTO t (a, b) VALUES ({l}, {l})",
+        "UPDATE t SET a = {l} WHERE id = {n}",
+        "DELETE FROM t WHERE b = {s}",
+        "DELETE FROM t WHERE {l} = {l}",
+        "UPDATE t SET a = {s}",
+        "SELECT pg_read_file({s})",
+        "SELECT set_config({s}, {s}, false)",
+        "SELECT {l}; DROP TABLE t",
+        "SELECT {s} -- {c}\n; DELETE FROM t WHERE id = {n}",
+        "/* {c} */ SELECT {l}",
+        "SELECT * FROM t WHERE a IN ({l}, {l}) LIMIT {n}",
+        "WITH x AS (SELECT {l} AS v) SELECT * FROM x WHERE v <> {l}",
+        "SELECT CASE WHEN a = {l} THEN {l} ELSE {l} END FROM t",
+        "EXPLAIN SELECT {l}",
+        "PREPARE p AS SELECT * FROM t WHERE a = {l}",
+        "SELECT {l}::text, {s}::int FROM t",
+        "COPY (SELECT {l}) TO STDOUT",
+        "SELECT my_func({l}), lower({s})",
+    ];
+
+    /// A statement from a template with its literal slots filled.
+    fn generated_statement() -> impl Strategy<Value = String> {
+        (
+            prop::sample::select(TEMPLATES),
+            prop::collection::vec(string_literal(), 4),
+            prop::collection::vec(number_literal(), 4),
+            prop::collection::vec(any::<bool>(), 4),
+            comment_text(),
+        )
+            .prop_map(|(template, strings, numbers, pick_string, comment)| {
+                let mut sql = template.replace("{c}", &comment);
+                for i in 0..4 {
+                    let either = if pick_string[i] {
+                        &strings[i]
+                    } else {
+                        &numbers[i]
+                    };
+                    sql = sql
+                        .replacen("{l}", either, 1)
+                        .replacen("{s}", &strings[i], 1)
+                        .replacen("{n}", &numbers[i], 1);
+                }
+                sql
+            })
+    }
+
+    /// Text made of pieces that lex in interesting ways, glued together or apart.
+    fn token_soup() -> impl Strategy<Value = String> {
+        let pieces = vec![
+            "SELECT",
+            "DROP TABLE t",
+            "DELETE FROM t",
+            "FROM t",
+            "WHERE",
+            "a",
+            "=",
+            "1",
+            "1.5",
+            ".5",
+            "'x'",
+            "''",
+            "'",
+            "E'",
+            "\\",
+            "\\'",
+            "$$",
+            "$a$",
+            "$1",
+            "--",
+            "/*",
+            "*/",
+            "\n",
+            " ",
+            ";",
+            "\"",
+            "(",
+            ")",
+            ",",
+            "-",
+            "|",
+            "+",
+            "e",
+            "x",
+            "B'0'",
+            "U&",
+            "é",
+            "pg_read_file('f')",
+        ];
+        prop::collection::vec(prop::sample::select(pieces), 0..16).prop_map(|p| p.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn a_generated_statement_classifies_like_its_shape(sql in generated_statement()) {
+            let raw = classify(&sql);
+            if let Some(shaped) = shape(&sql) {
+                let of_shape = classify(&shaped);
+                prop_assert_eq!((of_shape.kind, &of_shape.tables, of_shape.statements), (raw.kind, &raw.tables, raw.statements), "shape {:?}", shaped);
+                if raw.kind != StatementKind::Unknown {
+                    prop_assert_eq!(&of_shape, &raw);
+                }
+            }
+            prop_assert_eq!(&*shared_cache().classify(&sql), &raw);
+        }
+
+        #[test]
+        fn any_text_is_classified_through_the_cache_as_it_is_directly(sql in token_soup()) {
+            prop_assert_eq!(&*shared_cache().classify(&sql), &classify(&sql));
+            if let Some(shaped) = shape(&sql) {
+                prop_assert_eq!(shape(&shaped), Some(shaped.clone()), "a shape is its own shape");
+            }
         }
     }
 }
