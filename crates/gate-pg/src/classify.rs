@@ -20,7 +20,7 @@
 //! The classification never depends on a literal's value, only on where literals are: the
 //! statement-shape cache relies on that (see [`crate::shape`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
@@ -30,6 +30,7 @@ use sqlparser::ast::{
     SetExpr, Statement, TableFactor, Value, Visit, Visitor,
 };
 use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer, Whitespace};
 
@@ -38,6 +39,12 @@ use crate::shape::{Lexer, TokenKind as PgTokenKind};
 /// Texts longer than this are not read at all (a statement text of a megabyte is not something a
 /// person reviews either).
 pub(crate) const MAX_TEXT_LEN: usize = 1024 * 1024;
+
+/// How deep a statement may nest (as [`nesting_estimate`] counts) before it is not parsed: the
+/// parser builds left-deep trees for chains like `1+1+…` or `… UNION …`, and dropping a tree is
+/// recursive, so a few hundred thousand levels would overflow the stack. Ten thousand stay well
+/// within a 2 MiB thread stack even unoptimized.
+const MAX_NESTING: usize = 10_000;
 
 /// PostgreSQL's `NAMEDATALEN - 1`: longer identifiers are truncated to this many bytes.
 const MAX_IDENTIFIER_LEN: usize = 63;
@@ -140,6 +147,12 @@ pub fn classify(sql: &str) -> Classification {
         Ok(tokens) => tokens,
         Err(note) => return Classification::unknown(note, statements),
     };
+    if nesting_estimate(&tokens) > MAX_NESTING {
+        return Classification::unknown(
+            "the text nests too deeply to be read safely".to_owned(),
+            statements,
+        );
+    }
     let mut scan = Scan::new();
     let statements = match parse_whole(&dialect, tokens) {
         Ok(parsed) => {
@@ -204,14 +217,17 @@ fn parser_tokens(
             at.line, at.column
         )
     })?;
-    let continuations = continuations(sql, pg_tokens);
-    if !continuations.is_empty() {
-        tokens.retain(|token| {
-            !continuations
-                .iter()
-                .any(|(from, to)| token.span.start >= *from && token.span.end <= *to)
-        });
-    }
+    // Both lists are in text order, so one pass over each drops the pieces.
+    let mut continuations = continuations(sql, pg_tokens).into_iter().peekable();
+    tokens.retain(|token| {
+        while continuations
+            .next_if(|(_, to)| token.span.start >= *to)
+            .is_some()
+        {}
+        continuations
+            .peek()
+            .is_none_or(|(from, to)| token.span.start < *from || token.span.end > *to)
+    });
     Ok(tokens)
 }
 
@@ -340,6 +356,65 @@ impl<'a> LocationCursor<'a> {
     }
 }
 
+/// An upper bound, give or take the few levels each subquery adds, on how deep the parser's tree
+/// for the text can be: at each level of brackets, the tokens since the last comma (an expression
+/// chains its operators without commas; comma-separated items are siblings) plus the set
+/// operations (`… UNION …` chains across commas), summed over the enclosing levels.
+fn nesting_estimate(tokens: &[TokenWithSpan]) -> usize {
+    /// Tokens since the last comma, and set operations, at one level of brackets.
+    #[derive(Default)]
+    struct Level {
+        segment: usize,
+        set_operations: usize,
+    }
+    impl Level {
+        fn total(&self) -> usize {
+            self.segment + self.set_operations
+        }
+    }
+    let mut enclosing_levels: Vec<Level> = Vec::new();
+    let mut enclosing = 0usize;
+    let mut level = Level::default();
+    let mut deepest = 0usize;
+    for token in tokens {
+        match &token.token {
+            Token::Whitespace(_) => continue,
+            Token::SemiColon if enclosing_levels.is_empty() => {
+                level = Level::default();
+                continue;
+            }
+            Token::Comma => {
+                level.segment = 0;
+                continue;
+            }
+            Token::RParen | Token::RBracket => {
+                if let Some(parent) = enclosing_levels.pop() {
+                    enclosing -= parent.total();
+                    level = parent;
+                }
+            }
+            _ => {}
+        }
+        match &token.token {
+            Token::Word(word)
+                if matches!(
+                    word.keyword,
+                    Keyword::UNION | Keyword::EXCEPT | Keyword::INTERSECT
+                ) =>
+            {
+                level.set_operations += 1
+            }
+            _ => level.segment += 1,
+        }
+        deepest = deepest.max(enclosing + level.total());
+        if matches!(token.token, Token::LParen | Token::LBracket) {
+            enclosing += level.total();
+            enclosing_levels.push(std::mem::take(&mut level));
+        }
+    }
+    deepest
+}
+
 /// Parses the whole text, insisting that the parser read all of it.
 fn parse_whole(
     dialect: &PostgreSqlDialect,
@@ -374,14 +449,16 @@ struct Scan {
 
 /// The CTE names one WITH clause defines and which of them are visible at the moment.
 struct CteScope {
-    names: Vec<String>,
+    /// Each name with its position in the clause (a map: a clause may hold thousands).
+    names: HashMap<String, usize>,
+    count: usize,
     recursive: bool,
     /// The query depth of the query holding the WITH clause.
     depth: usize,
     /// How many CTE bodies the visit has entered.
     bodies_entered: usize,
     in_body: bool,
-    /// How many of `names`, from the first, are visible.
+    /// How many of the names, from the first, are visible.
     visible: usize,
 }
 
@@ -462,9 +539,12 @@ impl Scan {
             return false;
         };
         let folded = fold_ident(ident);
-        self.ctes
-            .iter()
-            .any(|scope| scope.names[..scope.visible].contains(&folded))
+        self.ctes.iter().any(|scope| {
+            scope
+                .names
+                .get(&folded)
+                .is_some_and(|&position| position < scope.visible)
+        })
     }
 
     /// The kind of one statement node by itself; what it contains is visited separately.
@@ -852,13 +932,13 @@ impl Scan {
         let depth = self.query_depth;
         if let Some(scope) = self.ctes.last_mut()
             && scope.depth + 1 == depth
-            && scope.bodies_entered < scope.names.len()
+            && scope.bodies_entered < scope.count
             && !scope.in_body
         {
             // The first queries one level down are the CTE bodies, in order: a body sees the
             // CTEs before it, or all of them under RECURSIVE.
             scope.visible = if scope.recursive {
-                scope.names.len()
+                scope.count
             } else {
                 scope.bodies_entered
             };
@@ -866,18 +946,18 @@ impl Scan {
             scope.in_body = true;
         }
         if let Some(with) = &query.with {
-            let names: Vec<String> = with
-                .cte_tables
-                .iter()
-                .map(|cte| fold_ident(&cte.alias.name))
-                .collect();
+            let mut names = HashMap::new();
+            for (position, cte) in with.cte_tables.iter().enumerate() {
+                names.entry(fold_ident(&cte.alias.name)).or_insert(position);
+            }
             self.ctes.push(CteScope {
-                visible: 0,
+                names,
+                count: with.cte_tables.len(),
                 recursive: with.recursive,
                 depth,
                 bodies_entered: 0,
                 in_body: false,
-                names,
+                visible: 0,
             });
         }
     }
@@ -892,9 +972,9 @@ impl Scan {
             && scope.in_body
         {
             scope.in_body = false;
-            if scope.bodies_entered == scope.names.len() {
+            if scope.bodies_entered == scope.count {
                 // Past the last body: the main query sees every CTE.
-                scope.visible = scope.names.len();
+                scope.visible = scope.count;
             }
         }
         self.query_depth -= 1;
@@ -1024,14 +1104,19 @@ fn is_plan_only(statement: &Statement) -> bool {
         return false;
     };
     let analyze_option = options.iter().flatten().any(|option| {
-        option.name.value.eq_ignore_ascii_case("analyze")
-            && !matches!(
-                &option.arg,
-                Some(Expr::Value(v)) if v.value == Value::Boolean(false)
-            )
-            && !matches!(&option.arg, Some(Expr::Identifier(ident)) if ident.value.eq_ignore_ascii_case("off") || ident.value.eq_ignore_ascii_case("false"))
+        option.name.value.eq_ignore_ascii_case("analyze") && !turns_off(option.arg.as_ref())
     });
     !analyze && !analyze_option
+}
+
+fn turns_off(arg: Option<&Expr>) -> bool {
+    match arg {
+        Some(Expr::Value(value)) => value.value == Value::Boolean(false),
+        Some(Expr::Identifier(word)) => {
+            word.value.eq_ignore_ascii_case("off") || word.value.eq_ignore_ascii_case("false")
+        }
+        _ => false,
+    }
 }
 
 /// Whether an expression refers to any column: a filter that does not is true or false for every

@@ -6,10 +6,9 @@
 //! # Why a cached classification is safe
 //!
 //! The cache never reuses the classification of some other text: it classifies the *shape text
-//! itself* and keys the result by that text. A raw text gets the classification of its shape, so
-//! two texts share a classification exactly when their shapes are equal. That is right when the
-//! server reads a raw text and its shape as the same statements up to literal values, which holds
-//! when:
+//! itself* and keys the result by that text, so two texts share a classification exactly when
+//! their shapes are equal. That is right when the server reads a raw text and its shape as the
+//! same statements up to literal values, which holds when:
 //!
 //! 1. this lexer splits the raw text into tokens exactly as PostgreSQL's does
 //!    (`standard_conforming_strings = on`, UTF-8 client encoding; the gate must keep both so), and
@@ -19,28 +18,39 @@
 //!    whitespace and comments becomes one space; nothing else changes, so no two tokens merge and
 //!    none splits, and
 //! 3. the classification depends on literal positions and classes, never on their values (the
-//!    classifier is written that way and the tests compare raw and shape classifications).
+//!    classifier is written that way, and the tests compare raw and shape classifications).
 //!
-//! For (1) the lexer follows PostgreSQL 16's `scan.l` rule by rule, and [`shape`] declines (returns
-//! `None`, so the text is classified uncached) whenever a text holds anything whose reading could
-//! depend on a server setting or version or that it does not fully model: a backslash outside an
-//! `E'…'` string or a dollar-quoted body (it would end a string were `standard_conforming_strings`
-//! off), `U&` strings and identifiers (`UESCAPE` can change their escape character), non-ASCII or
-//! control characters outside literals and comments, a vertical tab, an unterminated literal,
-//! identifier or comment, junk after a number or parameter, a malformed dollar quote, and a text
-//! longer than the classifier reads. For (2) a number followed directly by `.` is declined too
-//! (`1.5.x`: `0.x` would read as a number).
+//! For (1) the lexer follows PostgreSQL's `scan.l` (versions 16 to 18) rule by rule, refusing
+//! what the server refuses, and [`shape`] declines — returns `None`, so the text is classified
+//! uncached — whenever a text holds anything whose reading could depend on a server setting or
+//! version, or that it does not fully model: a backslash outside an `E'…'` string or a
+//! dollar-quoted body (it would end a string were `standard_conforming_strings` off), `U&` strings
+//! and identifiers (`UESCAPE` changes their escape character), `0x`/`0o`/`0b` numbers (before
+//! PostgreSQL 16 they read as `0` and an alias), non-ASCII or control characters outside literals
+//! and comments, a vertical tab (whitespace only since PostgreSQL 16), unterminated literals,
+//! identifiers and comments, junk after a number or parameter, malformed dollar quotes, and texts
+//! longer than the classifier reads. For (2) it declines a number followed directly by `.`
+//! (`1.5.x`: `0.x` would read as one number).
 //!
-//! Comments are whitespace to PostgreSQL's lexer with two exceptions, and both are handled: a `--`
-//! or `/*` ends an operator (a single space does too), and a string constant continues across
-//! whitespace that holds a newline and `--` comments (`'a' -- x⏎ 'b'` is one constant), so the
-//! pieces of a continued constant become one neutral literal and nothing between them is kept.
+//! Comments are whitespace to PostgreSQL's lexer with two exceptions, both handled: a `--` or `/*`
+//! ends an operator (a single space does too), and a string constant continues across whitespace
+//! that holds a newline and `--` comments (`'a' -- x⏎ 'b'` is one constant), so the pieces of a
+//! continued constant become one neutral literal and nothing between them is kept.
+//!
+//! The classifier checks every text, the shape text included, against sqlparser's reading of it.
+//! For the cache to answer a raw text as the classifier would, the shape must not hide from that
+//! check what makes the raw text unreadable to sqlparser, so [`shape`] also declines what
+//! sqlparser reads differently inside literals and comments: a continued `E'…'` constant, `E'…'`
+//! escapes sqlparser rejects (`\x`, `\u`, octal), a non-ASCII dollar-quote tag, and a comment
+//! right after an operator character (sqlparser lets `|--` run on as one operator). And when a
+//! shape classifies as `db.unknown`, the cache classifies the raw text itself, so that the note
+//! names what is wrong with that text.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use crate::classify::{Classification, MAX_TEXT_LEN, classify};
+use crate::classify::{Classification, MAX_TEXT_LEN, StatementKind, classify};
 
 /// Shapes longer than this are not cached: a cache entry holds its key, and a few thousand
 /// one-megabyte keys would be a lot of memory for texts that are rarely repeated anyway.
@@ -191,7 +201,7 @@ impl ShapeCache {
         };
         // When the shape cannot be read, say why in terms of the raw text: the parser's message
         // quotes literals and positions, which the shape has changed.
-        if classification.kind == crate::classify::StatementKind::Unknown {
+        if classification.kind == StatementKind::Unknown {
             return Arc::new(classify(sql));
         }
         classification
@@ -328,6 +338,7 @@ pub(crate) struct LexError {
 
 /// PostgreSQL's lexer (`src/backend/parser/scan.l`, version 16), reduced to token boundaries.
 pub(crate) struct Lexer<'a> {
+    sql: &'a str,
     text: &'a [u8],
     pos: usize,
     /// After a string piece that continues: where the next piece's opening quote is and how to
@@ -339,6 +350,7 @@ pub(crate) struct Lexer<'a> {
 impl<'a> Lexer<'a> {
     pub(crate) fn new(sql: &'a str) -> Lexer<'a> {
         Lexer {
+            sql,
             text: sql.as_bytes(),
             pos: 0,
             continuation: None,
@@ -518,12 +530,11 @@ impl<'a> Lexer<'a> {
         if self.at(i) != Some(b'$') {
             return self.error("a dollar sign that starts nothing", start);
         }
-        let delimiter = &self.text[start..=i];
+        // The delimiter is ASCII dollars around a tag, so these are character boundaries; and
+        // str::find stays linear however long the tag.
+        let delimiter = &self.sql[start..=i];
         let body = i + 1;
-        match self.text[body..]
-            .windows(delimiter.len())
-            .position(|w| w == delimiter)
-        {
+        match self.sql[body..].find(delimiter) {
             Some(offset) => {
                 let end = body + offset + delimiter.len();
                 self.token(TokenKind::Dollar, start, end)
@@ -698,7 +709,6 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::classify::StatementKind;
 
     fn tokens(sql: &str) -> Vec<(TokenKind, &str)> {
         Lexer::new(sql)

@@ -1434,3 +1434,30 @@ fn actions_are_named_as_the_design_says() {
     assert!(Read < Write && Write < Ddl && Ddl < Destructive && Destructive < Export);
     assert!(Export < Privilege && Privilege < Unknown);
 }
+
+#[test]
+fn chains_too_long_to_read_safely_are_unknown_and_shorter_ones_are_read() {
+    // A left-deep chain of a few hundred thousand levels would overflow the stack when the
+    // parser's tree is dropped; the classifier refuses it before parsing.
+    for deep in [
+        format!("SELECT 1{}", "+1".repeat(200_000)),
+        format!(
+            "SELECT * FROM t WHERE {}",
+            "a = 1 OR ".repeat(50_000) + "true"
+        ),
+        format!("SELECT 1{}", "::int".repeat(100_000)),
+        format!("{}SELECT 1", "SELECT 1, 2 UNION ".repeat(30_000)),
+        format!("SELECT {}1{}", "(".repeat(100_000), ")".repeat(100_000)),
+    ] {
+        let got = classify(&deep);
+        assert_eq!(got.kind, Unknown, "{}…", &deep[..40]);
+        assert_eq!(*ShapeCache::new(8).classify(&deep), got);
+    }
+    let long_but_fine = format!(
+        "SELECT * FROM t WHERE {}",
+        "a = 1 OR ".repeat(2_000) + "true"
+    );
+    assert_eq!(classify(&long_but_fine).kind, Read);
+    let wide = format!("INSERT INTO t VALUES {}(0)", "(-1), ".repeat(10_000));
+    assert_eq!(classify(&wide).kind, Write);
+}
