@@ -492,8 +492,11 @@ impl Scan {
     }
 
     fn add_table(&mut self, name: &ObjectName) {
-        if let Some(folded) = fold_name(name) {
-            self.tables.insert(folded);
+        match fold_name(name) {
+            Some(folded) => {
+                self.tables.insert(folded);
+            }
+            None => self.raise_noted(StatementKind::Unknown, NOT_A_NAME),
         }
     }
 
@@ -538,6 +541,9 @@ impl Scan {
         let [ObjectNamePart::Identifier(ident)] = name.0.as_slice() else {
             return false;
         };
+        if !is_identifier(ident) {
+            return false;
+        }
         let folded = fold_ident(ident);
         self.ctes.iter().any(|scope| {
             scope
@@ -865,10 +871,7 @@ impl Scan {
     fn setting(&mut self, name: &ObjectName, verb: &str) {
         let (kind, note) = match fold_name(name) {
             Some(folded) => setting_kind(&folded, verb),
-            None => (
-                StatementKind::Unknown,
-                Some("a setting with an unusual name".to_owned()),
-            ),
+            None => (StatementKind::Unknown, Some(NOT_A_NAME.to_owned())),
         };
         self.raise(kind, note);
     }
@@ -919,8 +922,11 @@ impl Scan {
     fn select(&mut self, select: &Select) {
         if let Some(into) = &select.into {
             for target in &into.targets {
-                if let Some(name) = expr_as_name(target) {
-                    self.tables.insert(name);
+                match expr_as_name(target) {
+                    Some(name) => {
+                        self.tables.insert(name);
+                    }
+                    None => self.raise_noted(StatementKind::Unknown, NOT_A_NAME),
                 }
             }
             self.raise_noted(StatementKind::Ddl, "SELECT INTO creates a table");
@@ -948,7 +954,11 @@ impl Scan {
         if let Some(with) = &query.with {
             let mut names = HashMap::new();
             for (position, cte) in with.cte_tables.iter().enumerate() {
-                names.entry(fold_ident(&cte.alias.name)).or_insert(position);
+                if is_identifier(&cte.alias.name) {
+                    names.entry(fold_ident(&cte.alias.name)).or_insert(position);
+                } else {
+                    self.raise_noted(StatementKind::Unknown, NOT_A_NAME);
+                }
             }
             self.ctes.push(CteScope {
                 names,
@@ -1055,6 +1065,7 @@ impl Visitor for Scan {
             Expr::CompoundIdentifier(parts) => {
                 if let Some((kind, note)) = parts
                     .last()
+                    .filter(|last| is_identifier(last))
                     .and_then(|last| sensitive_function_kind(&last.value))
                 {
                     self.raise(kind, Some(note));
@@ -1103,8 +1114,10 @@ fn is_plan_only(statement: &Statement) -> bool {
     else {
         return false;
     };
+    // An option name or argument read from a string literal counts as ANALYZE on.
     let analyze_option = options.iter().flatten().any(|option| {
-        option.name.value.eq_ignore_ascii_case("analyze") && !turns_off(option.arg.as_ref())
+        !is_identifier(&option.name)
+            || option.name.value.eq_ignore_ascii_case("analyze") && !turns_off(option.arg.as_ref())
     });
     !analyze && !analyze_option
 }
@@ -1112,7 +1125,7 @@ fn is_plan_only(statement: &Statement) -> bool {
 fn turns_off(arg: Option<&Expr>) -> bool {
     match arg {
         Some(Expr::Value(value)) => value.value == Value::Boolean(false),
-        Some(Expr::Identifier(word)) => {
+        Some(Expr::Identifier(word)) if is_identifier(word) => {
             word.value.eq_ignore_ascii_case("off") || word.value.eq_ignore_ascii_case("false")
         }
         _ => false,
@@ -1152,13 +1165,24 @@ fn is_niladic_function(ident: &Ident) -> bool {
 }
 
 fn expr_as_name(expr: &Expr) -> Option<String> {
-    match expr {
-        Expr::Identifier(ident) => Some(fold_ident(ident)),
-        Expr::CompoundIdentifier(idents) => {
-            Some(idents.iter().map(fold_ident).collect::<Vec<_>>().join("."))
-        }
-        _ => None,
-    }
+    let idents = match expr {
+        Expr::Identifier(ident) => std::slice::from_ref(ident),
+        Expr::CompoundIdentifier(idents) => idents.as_slice(),
+        _ => return None,
+    };
+    idents
+        .iter()
+        .all(is_identifier)
+        .then(|| idents.iter().map(fold_ident).collect::<Vec<_>>().join("."))
+}
+
+/// What the gate says when sqlparser read something other than an identifier as a name.
+const NOT_A_NAME: &str = "a string or expression where PostgreSQL expects a name";
+
+/// Whether sqlparser read this name part from an identifier, plain or double-quoted, rather than
+/// from a string literal (which it accepts as a name in some places where PostgreSQL does not).
+fn is_identifier(ident: &Ident) -> bool {
+    matches!(ident.quote_style, None | Some('"'))
 }
 
 /// An identifier as PostgreSQL stores it: unquoted ones lowercased (ASCII letters only, as
@@ -1190,13 +1214,17 @@ fn truncate_identifier(name: &mut String) {
 }
 
 /// A qualified name folded part by part and joined with '.'; None for names that are not plain
-/// identifiers (other dialects' `IDENTIFIER(…)`).
+/// identifiers: other dialects' `IDENTIFIER(…)`, or a string literal sqlparser took for a name
+/// (`DROP TABLE t, 'x'`), whose value must not decide anything.
 fn fold_name(name: &ObjectName) -> Option<String> {
     let mut folded = String::new();
     for (index, part) in name.0.iter().enumerate() {
         let ObjectNamePart::Identifier(ident) = part else {
             return None;
         };
+        if !is_identifier(ident) {
+            return None;
+        }
         if index > 0 {
             folded.push('.');
         }
@@ -1214,15 +1242,12 @@ fn function_kind(name: &ObjectName) -> Option<(StatementKind, String)> {
         .0
         .iter()
         .map(|part| match part {
-            ObjectNamePart::Identifier(ident) => Some(ident),
-            ObjectNamePart::Function(_) => None,
+            ObjectNamePart::Identifier(ident) if is_identifier(ident) => Some(ident),
+            _ => None,
         })
         .collect();
     let Some(parts) = parts else {
-        return Some((
-            StatementKind::Unknown,
-            format!("calls {name}, a name computed at run time"),
-        ));
+        return Some((StatementKind::Unknown, NOT_A_NAME.to_owned()));
     };
     let Some((last, qualifiers)) = parts.split_last() else {
         return Some((

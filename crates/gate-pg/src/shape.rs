@@ -1190,8 +1190,22 @@ mod tests {
             "U&",
             "é",
             "pg_read_file('f')",
+            " AS ",
+            "WITH ",
+            " INTO ",
+            "SET ",
+            " TO ",
+            "EXPLAIN (ANALYZE ",
+            "TRUNCATE ",
+            "LOCK ",
+            "COPY ",
+            "CREATE TABLE ",
+            "GRANT SELECT ON ",
+            " JOIN ",
+            " ON ",
+            "UPDATE t SET ",
         ];
-        prop::collection::vec(prop::sample::select(pieces), 0..16).prop_map(|p| p.concat())
+        prop::collection::vec(prop::sample::select(pieces), 0..24).prop_map(|p| p.concat())
     }
 
     proptest! {

@@ -318,6 +318,9 @@ const CORPUS: &[Case] = &[
     ("most sensitive of many", "VACUUM t; SET ROLE admin; SELECT * FROM pg_ls_dir('.')", Unknown, &["t"]),
     ("parameter with junk", "SELECT $1abc", Unknown, &[]),
     ("nul character", "SELECT 1\0; DROP TABLE t", Unknown, &[]),
+    ("string taken for a table name", "DROP TABLE t, 'x'", Unknown, &["t"]),
+    ("string taken for an insert target", "INSERT INTO 'x' VALUES (1)", Unknown, &[]),
+    ("string taken for a cte name", "WITH 'a' AS (SELECT 1) SELECT * FROM a", Unknown, &["a"]),
 ];
 
 fn check(name: &str, sql: &str, kind: StatementKind, tables: &[&str], cache: &ShapeCache) {
