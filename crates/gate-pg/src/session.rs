@@ -600,6 +600,9 @@ struct Reader {
     marker_prefix: String,
 }
 
+/// Texts up to this length are classified on the session's own task.
+const CLASSIFY_INLINE_MAX: usize = 16 * 1024;
+
 /// Named statements and portals a session may keep; PostgreSQL has no limit, but the gate
 /// keeps each one's text in memory.
 const MAX_NAMED: usize = 10_000;
@@ -816,7 +819,7 @@ impl Reader {
                 )
             }
             Ok(text) => {
-                let c = self.gate.shapes.classify(text);
+                let c = classify(self.gate.clone(), text).await;
                 (c.kind, c.tables.clone(), c.note.clone(), text.to_owned())
             }
         };
@@ -988,6 +991,24 @@ impl Reader {
                 request.id
             ))),
         }
+    }
+}
+
+/// Classifies `text`; long texts (which can take seconds to parse) on a blocking thread,
+/// so that one hostile client does not stall the sessions that share its worker.
+async fn classify(gate: Arc<Gate>, text: &str) -> Arc<crate::classify::Classification> {
+    if text.len() <= CLASSIFY_INLINE_MAX {
+        return gate.shapes.classify(text);
+    }
+    let owned = text.to_owned();
+    match tokio::task::spawn_blocking(move || gate.shapes.classify(&owned)).await {
+        Ok(c) => c,
+        Err(_) => Arc::new(crate::classify::Classification {
+            kind: StatementKind::Unknown,
+            tables: Vec::new(),
+            note: Some("classification failed".to_owned()),
+            statements: 1,
+        }),
     }
 }
 
