@@ -21,7 +21,8 @@ API_PORT=8499
 DB=countersign_bench
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
-work=$(mktemp -d /tmp/countersign-pgbench.XXXXXX)
+# BENCH_DIR=/dev/shm puts the gateway's store on tmpfs, to see what durability costs.
+work=$(mktemp -d "${BENCH_DIR:-/tmp}/countersign-pgbench.XXXXXX")
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done

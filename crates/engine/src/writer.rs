@@ -300,6 +300,10 @@ async fn run_batch(
                 done.push(Done::new(reply, Ok(Decided::Logged)));
                 continue;
             }
+            Job::Deferred(event) => {
+                tree.append(&event);
+                continue;
+            }
             job => job,
         };
         if let Err(e) = tx.savepoint().await {
@@ -339,6 +343,7 @@ async fn execute(
     fx: &mut Vec<Effect>,
 ) -> (Done, bool) {
     match job {
+        // Logged without a savepoint by `run_batch`; nothing here can fail.
         Job::Deferred(event) => {
             w.append(&event);
             (Done::none(), false)
