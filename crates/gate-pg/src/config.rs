@@ -2,7 +2,9 @@
 //! listens, the upstream server it fronts with the credentials only the gate holds, and TLS.
 
 use crate::tls;
+use countersign_core::Classification;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -23,6 +25,10 @@ pub struct PgGateSection {
     pub tls_cert: Option<PathBuf>,
     /// Private key (PEM) of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Data classification of tables, which policies see as the table's `classification`:
+    /// by qualified name (`public.customers`) or by bare name (`customers`, in any schema).
+    #[serde(default)]
+    pub tables: BTreeMap<String, Classification>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +76,33 @@ pub struct GateConfig {
     pub upstream: Arc<Upstream>,
     /// TLS offered to clients; `None` answers every SSLRequest with `N`.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub tables: TableClassifications,
+}
+
+/// Table names to their classification, matched as PostgreSQL folds identifiers.
+#[derive(Debug, Clone, Default)]
+pub struct TableClassifications(BTreeMap<String, Classification>);
+
+impl TableClassifications {
+    /// The classification of `table` as the classifier names it (`schema.table` or `table`).
+    /// A qualified name takes its own entry, else the entry for its bare name. A bare name may
+    /// resolve to any schema on the search path, so it takes the most sensitive entry with that
+    /// bare name: leaving out the schema never lowers a table's classification.
+    pub fn of(&self, table: &str) -> Option<Classification> {
+        let bare = |name: &str| name.rsplit('.').next().unwrap_or(name).to_owned();
+        if table.contains('.') {
+            return self
+                .0
+                .get(table)
+                .or_else(|| self.0.get(&bare(table)))
+                .copied();
+        }
+        self.0
+            .iter()
+            .filter(|(name, _)| bare(name) == table)
+            .map(|(_, c)| *c)
+            .max()
+    }
 }
 
 impl PgGateSection {
@@ -141,8 +174,35 @@ impl PgGateSection {
                 tls: upstream_tls,
             }),
             tls,
+            tables: TableClassifications(
+                self.tables
+                    .iter()
+                    .map(|(name, c)| (fold_identifiers(name), *c))
+                    .collect(),
+            ),
         })
     }
+}
+
+/// Folds a configured table name the way PostgreSQL folds unquoted identifiers, so that
+/// `Public.Customers` in the configuration matches `public.customers` in a statement.
+/// Quoted parts (`"Weird Name"`) keep their case, without the quotes.
+fn fold_identifiers(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut quoted = false;
+    let mut chars = name.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                out.push('"');
+            }
+            '"' => quoted = !quoted,
+            c if quoted => out.push(c),
+            c => out.push(c.to_ascii_lowercase()),
+        }
+    }
+    out
 }
 
 /// The parts of a `postgres://` URL the gate uses.
@@ -274,6 +334,36 @@ mod tests {
         assert_eq!(u.sslrootcert, Some(PathBuf::from("/etc/ca.pem")));
         let u = UpstreamUrl::parse("postgres://app@h").unwrap();
         assert_eq!(u.database, "app");
+    }
+
+    #[test]
+    fn table_classifications_match_qualified_then_bare_names() {
+        let tables = TableClassifications(
+            [
+                ("public.customers", Classification::Restricted),
+                ("payments", Classification::Confidential),
+            ]
+            .into_iter()
+            .map(|(k, v)| (fold_identifiers(k), v))
+            .collect(),
+        );
+        assert_eq!(
+            tables.of("public.customers"),
+            Some(Classification::Restricted)
+        );
+        // Without its schema a name may be the restricted table: it is treated as such.
+        assert_eq!(tables.of("customers"), Some(Classification::Restricted));
+        assert_eq!(tables.of("staging.customers"), None);
+        assert_eq!(
+            tables.of("billing.payments"),
+            Some(Classification::Confidential)
+        );
+        assert_eq!(tables.of("payments"), Some(Classification::Confidential));
+        assert_eq!(tables.of("other"), None);
+        assert_eq!(
+            fold_identifiers("Public.\"Big \"\"Table\""),
+            "public.Big \"Table"
+        );
     }
 
     #[test]

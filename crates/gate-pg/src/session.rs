@@ -875,6 +875,7 @@ impl Reader {
                 kind: parent.kind.clone(),
                 id: parent.id.clone(),
             }),
+            classification: self.gate.config.tables.of(&t),
             ..Resource::new("Table", format!("{gate}/{t}"))
         }));
         let mut context = BTreeMap::from([

@@ -49,6 +49,7 @@ tests!(
     malformed_input_gets_clear_errors_and_other_sessions_continue,
     upstream_down_is_a_clear_fatal_error,
     upstream_over_verified_tls,
+    configured_classification_reaches_policy,
 );
 
 fn main() {
@@ -673,4 +674,44 @@ async fn upstream_over_verified_tls(c: &Ctx) {
         .map(|d| d.message().to_owned())
         .unwrap_or_default();
     assert!(msg.contains("TLS"), "{msg}");
+}
+
+async fn configured_classification_reaches_policy(c: &Ctx) {
+    c.cluster
+        .direct()
+        .await
+        .batch_execute("CREATE TABLE IF NOT EXISTS cardholders (id int, pan text)")
+        .await
+        .unwrap();
+    let db = c.gw.connect().await.unwrap();
+    // Reads pass whatever the classification.
+    db.batch_execute("SELECT count(*) FROM cardholders")
+        .await
+        .unwrap();
+    // Nothing destroys restricted data (a forbid), with or without the schema written.
+    for sql in ["TRUNCATE cardholders", "DELETE FROM public.cardholders"] {
+        let e = db.batch_execute(sql).await.unwrap_err();
+        assert_eq!(sqlstate(&e), "42501", "{sql}");
+        let msg = e.as_db_error().unwrap().message().to_owned();
+        assert!(
+            msg.contains("no-destroying-restricted-data"),
+            "{sql}: {msg}"
+        );
+    }
+    // Writes to restricted data are held for a reviewer.
+    let sql = "UPDATE cardholders SET pan = 'x' WHERE id = 1";
+    let (r, ()) = tokio::join!(db.batch_execute(sql), async {
+        let id = c.gw.next_pending_for(sql).await;
+        c.gw.vote(ALICE_TOKEN, &id, "approve", "card rotation")
+            .await;
+    });
+    r.unwrap();
+    let attempt =
+        c.gw.audit()
+            .await
+            .into_iter()
+            .find(|e| e["kind"] == "attempt" && e["payload"]["sql"] == sql)
+            .unwrap();
+    assert_eq!(attempt["resources"][1]["classification"], "restricted");
+    assert_eq!(attempt["resources"][1]["id"], "prod/cardholders");
 }

@@ -27,6 +27,8 @@ pub const AGENT_TOKEN: &str = "cs_agent_test_token_0001";
 /// An agent without a SCRAM verifier: it can log in over TLS only.
 pub const TLS_AGENT: &str = "tls-only-agent";
 pub const TLS_AGENT_TOKEN: &str = "cs_agent_test_token_0002";
+/// Configured as `restricted` in the gate's `tables`.
+pub const RESTRICTED_TABLE: &str = "public.cardholders";
 pub const ALICE_TOKEN: &str = "cs_user_alice_token";
 pub const BOB_TOKEN: &str = "cs_user_bob_token";
 
@@ -331,6 +333,11 @@ impl Gateway {
             upstream_password_file: Some(password_file.path().to_owned()),
             tls_cert: options.client_tls.map(|c| c.path("server.pem")),
             tls_key: options.client_tls.map(|c| c.path("server.key")),
+            tables: [(
+                RESTRICTED_TABLE.to_owned(),
+                countersign_core::Classification::Restricted,
+            )]
+            .into(),
         };
         let gate = Gate::new(section.resolve().unwrap(), engine.clone(), logins);
         let listener = gate.bind().await.unwrap();
