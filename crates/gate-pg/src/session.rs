@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// How long a client may take from connecting to being authenticated.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -109,16 +109,18 @@ pub(crate) async fn serve(gate: Arc<Gate>, tcp: TcpStream, peer: SocketAddr) {
 }
 
 async fn run(gate: &Arc<Gate>, tcp: TcpStream, peer: SocketAddr) -> Result<(), End> {
-    let started = tokio::time::timeout(STARTUP_TIMEOUT, start(gate, tcp)).await;
-    let Some(mut client) = (match started {
-        Ok(result) => result?,
-        Err(_) => return Err(End::fatal("08P01", "authentication timed out")),
-    }) else {
+    // One deadline for everything before the session proper, authentication included, so a
+    // client that stops answering holds nothing for long.
+    let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
+    let timed_out = || End::fatal("08P01", "authentication timed out");
+    let started = tokio::time::timeout_at(deadline, start(gate, tcp)).await;
+    let Some(mut client) = started.map_err(|_| timed_out())?? else {
         return Ok(());
     };
-    match login(gate, &mut client).await {
-        Ok(session) => session.proxy(gate, client, peer).await,
-        Err(end) => Err(refuse(&mut client.stream, end).await),
+    match tokio::time::timeout_at(deadline, login(gate, &mut client)).await {
+        Ok(Ok(session)) => session.proxy(gate, client, peer).await,
+        Ok(Err(end)) => Err(refuse(&mut client.stream, end).await),
+        Err(_) => Err(refuse(&mut client.stream, timed_out()).await),
     }
 }
 
@@ -132,10 +134,11 @@ struct Client {
 }
 
 impl Client {
+    /// One message of the authentication exchange; these are small, so the bound is tight.
     async fn message(&mut self) -> Result<BytesMut, End> {
         loop {
             if let Some(n) =
-                wire::frame_len(&self.buf, wire::MAX_MESSAGE_LEN).map_err(End::protocol)?
+                wire::frame_len(&self.buf, wire::MAX_STARTUP_LEN).map_err(End::protocol)?
             {
                 return Ok(self.buf.split_to(n));
             }
@@ -341,9 +344,10 @@ async fn login(gate: &Arc<Gate>, client: &mut Client) -> Result<Session, End> {
     })
 }
 
-/// Authenticates the client as principal `user` with its token as password: SCRAM-SHA-256
-/// when the principal has a verifier, a cleartext password only over TLS. An unknown user
-/// goes through the same exchange as a wrong password and fails the same way.
+/// Authenticates the client as principal `user` with its token as password: a cleartext
+/// password over TLS (checked like a bearer token), SCRAM-SHA-256 against the principal's
+/// verifier otherwise. An unknown user goes through the same exchange as a wrong password and
+/// fails the same way.
 async fn authenticate(gate: &Arc<Gate>, client: &mut Client, user: &str) -> Result<Principal, End> {
     let failed = || {
         End::fatal(
@@ -359,16 +363,7 @@ async fn authenticate(gate: &Arc<Gate>, client: &mut Client, user: &str) -> Resu
         (Some(one), None) => Some(one),
         _ => None,
     };
-    if let Some(verifier) = login.and_then(|l| l.scram.as_ref()) {
-        let mut server = crate::scram::ScramServer::new(verifier);
-        scram_exchange(client, &mut server).await.map_err(|e| {
-            tracing::info!(user, reason = %e, "SCRAM authentication failed");
-            failed()
-        })?;
-        return login
-            .map(|l| l.credential.principal.clone())
-            .ok_or_else(failed);
-    }
+    // Each transport asks every user the same way, so the question does not tell who exists.
     if client.tls {
         client.send(&wire::authentication(3, &[])).await?;
         let frame = client.message().await?;
@@ -382,10 +377,20 @@ async fn authenticate(gate: &Arc<Gate>, client: &mut Client, user: &str) -> Resu
             _ => Err(failed()),
         };
     }
+    if let Some(verifier) = login.and_then(|l| l.scram.as_ref()) {
+        let mut server = crate::scram::ScramServer::new(verifier);
+        scram_exchange(client, &mut server).await.map_err(|e| {
+            tracing::info!(user, reason = %e, "SCRAM authentication failed");
+            failed()
+        })?;
+        return login
+            .map(|l| l.credential.principal.clone())
+            .ok_or_else(failed);
+    }
     if login.is_some() {
         tracing::warn!(
             user,
-            "principal has no pg_scram_sha256 verifier, so it can connect only over TLS; see `countersign token verifier`"
+            "principal has no pg_scram_sha256 verifier, so it can connect only over TLS; see `countersign token hash`"
         );
     }
     let mut server = crate::scram::ScramServer::for_unknown_user(&gate.mock_secret, user);
@@ -455,16 +460,81 @@ struct Refusal {
     message: String,
 }
 
+/// What the gate knows of one prepared statement.
+#[derive(Debug, Clone)]
+struct Prepared {
+    /// Its text; `None` when the gate cannot be sure what the upstream holds under the name
+    /// (its Parse was not confirmed, or SQL may have replaced it): a Bind is then `db.unknown`.
+    text: Option<Arc<[u8]>>,
+    /// The Parse that set `text`, while its unit's answer has not said whether it took effect.
+    pending: Option<ParseId>,
+}
+
+/// One Parse sent upstream: a sequence number and the unit it went out in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ParseId {
+    seq: u64,
+    unit: u64,
+}
+
+/// Running counts of the upstream's answers to statements.
+#[derive(Debug, Clone, Copy, Default)]
+struct Answers {
+    /// Statements answered: each Execute, Query or function call that ran gets one.
+    results: u64,
+    errors: u64,
+    copy_ins: u64,
+}
+
+/// A forwarded statement that may start COPY FROM STDIN, and the answers seen before it.
+#[derive(Debug, Clone, Copy)]
+struct CopyWatch {
+    statement: u64,
+    before: Answers,
+}
+
+/// A Parse sent upstream, waiting for its unit's answer to say whether it took effect.
+#[derive(Debug)]
+struct SentParse {
+    id: ParseId,
+    name: Vec<u8>,
+}
+
 /// What the two halves of a session share.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
     expected: Mutex<VecDeque<Expect>>,
     refusals: Mutex<Vec<Refusal>>,
+    /// Prepared statements by client name. A Parse counts only once the upstream confirmed it
+    /// (ParseComplete): a failed or skipped Parse must not let a Bind be decided on a text the
+    /// upstream does not hold.
+    statements: Mutex<HashMap<Vec<u8>, Prepared>>,
+    parses: Mutex<VecDeque<SentParse>>,
+    /// How many units the upstream has answered, confirmations applied.
+    units_done: watch::Sender<u64>,
+    /// What the upstream has answered so far, for the reader to tell whether a COPY FROM STDIN
+    /// entered copy-in mode (where the upstream ignores Sync).
+    answers: watch::Sender<Answers>,
     /// The upstream reported `standard_conforming_strings = off`: backslashes in plain string
     /// literals are escapes then, so texts with backslashes are classified as unknown.
     backslash_escapes: AtomicBool,
     /// The client encoding is not UTF-8: texts with non-ASCII bytes are classified as unknown.
     foreign_encoding: AtomicBool,
+}
+
+impl Default for Shared {
+    fn default() -> Shared {
+        Shared {
+            expected: Mutex::default(),
+            refusals: Mutex::default(),
+            statements: Mutex::default(),
+            parses: Mutex::default(),
+            units_done: watch::channel(0).0,
+            answers: watch::channel(Answers::default()).0,
+            backslash_escapes: AtomicBool::default(),
+            foreign_encoding: AtomicBool::default(),
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -518,11 +588,14 @@ impl Session {
             shared: shared.clone(),
             inject: inject_tx,
             cancel: registration.target.clone(),
-            statements: HashMap::new(),
             portals: HashMap::new(),
             units_sent: 0,
-            refusals_made: 0,
-            marker_prefix: format!("cs_deny_{:016x}_", rand::random::<u64>()),
+            executes_in_unit: 0,
+            parses_sent: 0,
+            statements_sent: 0,
+            copy_watch: None,
+            in_copy_in: false,
+            extended_open: false,
         };
         let mut forwarder = Forwarder {
             gate: gate.clone(),
@@ -535,6 +608,8 @@ impl Session {
             inject: inject_rx,
             passthrough: 0,
             units_done: 0,
+            parse_completes: 0,
+            in_copy: false,
             results: Vec::new(),
         };
         let end = tokio::select! {
@@ -591,14 +666,23 @@ struct Reader {
     shared: Arc<Shared>,
     inject: mpsc::Sender<Vec<u8>>,
     cancel: Arc<CancelTarget>,
-    /// Prepared statements by name: their text, for the Binds that use them.
-    statements: HashMap<Vec<u8>, Arc<[u8]>>,
     /// Portals by name: the statement each runs, for the outcome of its Executes.
     portals: HashMap<Vec<u8>, Option<Arc<Forwarded>>>,
     units_sent: u64,
-    refusals_made: u64,
-    marker_prefix: String,
+    /// Statements forwarded in the unit not yet closed by a Sync.
+    executes_in_unit: u64,
+    parses_sent: u64,
+    /// Statements forwarded (Executes, Queries, function calls), counted like `Answers::results`.
+    statements_sent: u64,
+    copy_watch: Option<CopyWatch>,
+    /// The upstream is in copy-in mode, where it ignores Sync: Syncs are not passed on.
+    in_copy_in: bool,
+    /// Extended-protocol messages were sent since the last Sync.
+    extended_open: bool,
 }
+
+/// Bytes a held session reads ahead from its client (to notice a disconnect) at most.
+const HOLD_BUFFER_MAX: usize = 1024 * 1024;
 
 /// Texts up to this length are classified on the session's own task.
 const CLASSIFY_INLINE_MAX: usize = 16 * 1024;
@@ -653,24 +737,43 @@ impl Reader {
 
     /// Handles one client message; `false` once the client said goodbye.
     async fn handle(&mut self, frame: &[u8]) -> Result<bool, End> {
-        match wire::decode_frontend(frame).map_err(End::protocol)? {
+        let message = wire::decode_frontend(frame).map_err(End::protocol)?;
+        match message {
+            Frontend::Query(_) | Frontend::FunctionCall { .. } if self.extended_open => {
+                // After an error the upstream would drop it unanswered while skipping to Sync,
+                // and the gate could no longer tell which answer belongs to which statement.
+                return Err(End::fatal(
+                    "08P01",
+                    "a simple query or function call inside an unfinished extended-protocol batch; send Sync first",
+                ));
+            }
+            Frontend::Parse { .. }
+            | Frontend::Bind { .. }
+            | Frontend::Describe
+            | Frontend::Execute { .. }
+            | Frontend::Close { .. } => self.extended_open = true,
+            Frontend::Sync => self.extended_open = false,
+            _ => {}
+        }
+        match message {
             Frontend::Query(sql) => {
                 match self.decide(sql, None).await? {
                     Disposition::Forward(f) => {
                         self.expect(Some(f), true);
+                        // Each statement of the text gets its own answer (an empty text one).
+                        let answers = std::str::from_utf8(sql)
+                            .map_or(1, |t| self.gate.shapes.classify(t).statements.max(1));
+                        self.sent_statement(sql, answers as u64);
                         self.out.extend_from_slice(frame);
                     }
-                    Disposition::Refuse { code, message } => {
-                        let marker = self.refusal(code, message);
-                        self.expect(None, true);
-                        self.out
-                            .extend(wire::query(&format!("EXECUTE \"{marker}\"")));
-                    }
+                    Disposition::Refuse { code, message } => self.refuse_unit(code, message),
                 }
                 self.units_sent += 1;
             }
             Frontend::FunctionCall { oid } => {
-                let payload = serde_json::json!({ "function_call": oid });
+                // The arguments travel with the call: the payload holds the whole message.
+                let payload =
+                    serde_json::json!({ "function_call": oid, "message": hex::encode(frame) });
                 match self
                     .decide_payload(
                         StatementKind::Unknown,
@@ -682,25 +785,41 @@ impl Reader {
                 {
                     Disposition::Forward(f) => {
                         self.expect(Some(f), true);
+                        self.sent_statement(b"", 1);
                         self.out.extend_from_slice(frame);
                     }
-                    Disposition::Refuse { code, message } => {
-                        let marker = self.refusal(code, message);
-                        self.expect(None, true);
-                        self.out
-                            .extend(wire::query(&format!("EXECUTE \"{marker}\"")));
-                    }
+                    Disposition::Refuse { code, message } => self.refuse_unit(code, message),
                 }
                 self.units_sent += 1;
             }
             Frontend::Parse { name, sql } => {
-                if self.statements.len() >= MAX_NAMED && !self.statements.contains_key(name) {
+                self.settle_parse_of(name).await?;
+                let mut statements = lock(&self.shared.statements);
+                if statements.len() >= MAX_NAMED && !statements.contains_key(name) {
                     return Err(End::fatal(
                         "53400",
                         format!("too many prepared statements (at most {MAX_NAMED})"),
                     ));
                 }
-                self.statements.insert(name.to_vec(), Arc::from(sql));
+                // Binds later in this unit may use the text: if this Parse fails, the upstream
+                // skips them too. Later units wait for the confirmation.
+                self.parses_sent += 1;
+                let id = ParseId {
+                    seq: self.parses_sent,
+                    unit: self.units_sent,
+                };
+                statements.insert(
+                    name.to_vec(),
+                    Prepared {
+                        text: Some(Arc::from(sql)),
+                        pending: Some(id),
+                    },
+                );
+                drop(statements);
+                lock(&self.shared.parses).push_back(SentParse {
+                    id,
+                    name: name.to_vec(),
+                });
                 self.out.extend_from_slice(frame);
             }
             Frontend::Bind {
@@ -710,14 +829,18 @@ impl Reader {
                 params,
             } => {
                 let params = render_params(&formats, &params);
-                let disposition = match self.statements.get(statement).cloned() {
+                self.settle_parse_of(statement).await?;
+                let text = lock(&self.shared.statements)
+                    .get(statement)
+                    .and_then(|p| p.text.clone());
+                let disposition = match text {
                     Some(sql) => self.decide(&sql, Some(params)).await?,
                     None => {
-                        // A statement prepared with SQL PREPARE, or never prepared: the gate
-                        // cannot see what it runs.
+                        // A statement prepared with SQL PREPARE, never prepared, or whose Parse
+                        // the upstream did not confirm: the gate cannot know what it runs.
                         let name = String::from_utf8_lossy(statement).into_owned();
                         let note = format!(
-                            "binds prepared statement \"{name}\", whose text the gate has not seen"
+                            "binds prepared statement \"{name}\", whose text the gate cannot vouch for"
                         );
                         let payload = serde_json::json!({ "statement": name, "params": params });
                         self.decide_payload(StatementKind::Unknown, Vec::new(), payload, Some(note))
@@ -741,27 +864,42 @@ impl Reader {
             }
             Frontend::Execute { portal } => {
                 let statement = self.portals.get(portal).cloned().flatten();
+                let sql = statement
+                    .as_ref()
+                    .and_then(|f| f.attempt.payload["sql"].as_str().map(str::to_owned))
+                    .unwrap_or_default();
                 self.expect(statement, false);
+                self.executes_in_unit += 1;
+                self.sent_statement(sql.as_bytes(), 1);
                 self.out.extend_from_slice(frame);
             }
             Frontend::Close { kind, name } => {
                 if kind == b'S' {
-                    self.statements.remove(name);
+                    // Gone from the gate's view even if the upstream skips the Close: a later
+                    // Bind of the name is then `db.unknown`, never allowed on an old text.
+                    lock(&self.shared.statements).remove(name);
                 } else {
                     self.portals.remove(name);
                 }
                 self.out.extend_from_slice(frame);
             }
             Frontend::Sync => {
+                if self.sync_is_ignored_upstream().await? {
+                    return Ok(true);
+                }
                 self.units_sent += 1;
+                self.executes_in_unit = 0;
                 self.out.extend_from_slice(frame);
             }
             Frontend::Terminate => return Ok(false),
-            Frontend::Describe
-            | Frontend::Flush
-            | Frontend::CopyData
-            | Frontend::CopyDone
-            | Frontend::CopyFail => self.out.extend_from_slice(frame),
+            Frontend::CopyDone | Frontend::CopyFail => {
+                self.in_copy_in = false;
+                self.copy_watch = None;
+                self.out.extend_from_slice(frame);
+            }
+            Frontend::Describe | Frontend::Flush | Frontend::CopyData => {
+                self.out.extend_from_slice(frame)
+            }
             Frontend::Password(_) => {
                 return Err(End::fatal(
                     "08P01",
@@ -772,10 +910,75 @@ impl Reader {
         Ok(true)
     }
 
-    /// Registers a refusal and returns the marker that provokes its error upstream.
+    /// Refuses a whole unit (a simple query or a function call): the upstream gets a text
+    /// that fails to parse, naming the marker, whatever state the session is in.
+    fn refuse_unit(&mut self, code: &'static str, message: String) {
+        let marker = self.refusal(code, message);
+        self.expect(None, true);
+        self.out.extend(wire::query(&format!("\"{marker}\"")));
+    }
+
+    /// Counts a forwarded statement; one that may be COPY FROM STDIN is watched, since its
+    /// copy-in mode makes the upstream ignore Syncs. Any such statement names `stdin`.
+    fn sent_statement(&mut self, sql: &[u8], answers: u64) {
+        self.statements_sent += answers;
+        if sql.windows(5).any(|w| w.eq_ignore_ascii_case(b"stdin")) {
+            self.copy_watch = Some(CopyWatch {
+                statement: self.statements_sent,
+                before: *self.shared.answers.borrow(),
+            });
+        }
+    }
+
+    /// Whether the upstream will ignore this Sync because a COPY FROM STDIN put it in copy-in
+    /// mode. Such a Sync is not passed on, so the gate's count of units stays the upstream's.
+    /// After a watched statement the gate waits for the upstream's answer to it.
+    async fn sync_is_ignored_upstream(&mut self) -> Result<bool, End> {
+        if self.in_copy_in {
+            return Ok(true);
+        }
+        let Some(watch) = self.copy_watch.take() else {
+            return Ok(false);
+        };
+        self.flush().await?;
+        let mut answers = self.shared.answers.subscribe();
+        let answered = answers
+            .wait_for(|a| a.results >= watch.statement || a.errors > watch.before.errors)
+            .await
+            .map_err(|_| End::fatal("08006", "countersign: the upstream connection ended"))?;
+        self.in_copy_in =
+            answered.copy_ins > watch.before.copy_ins && answered.errors == watch.before.errors;
+        Ok(self.in_copy_in)
+    }
+
+    /// Waits, when the last Parse of `name` went out in an earlier unit that the upstream has
+    /// not answered yet, until that answer says whether it took effect.
+    async fn settle_parse_of(&mut self, name: &[u8]) -> Result<(), End> {
+        let pending = lock(&self.shared.statements)
+            .get(name)
+            .and_then(|p| p.pending)
+            .map(|id| id.unit)
+            .filter(|&unit| unit < self.units_sent);
+        if let Some(unit) = pending {
+            self.flush().await?;
+            let mut done = self.shared.units_done.subscribe();
+            done.wait_for(|&d| d > unit)
+                .await
+                .map_err(|_| End::fatal("08006", "countersign: the upstream connection ended"))?;
+        }
+        Ok(())
+    }
+
+    /// Whether everything forwarded so far has been answered, so that the session settings
+    /// the classification relies on are the ones in force.
+    fn settled(&self) -> bool {
+        self.executes_in_unit == 0 && *self.shared.units_done.borrow() >= self.units_sent
+    }
+
+    /// Registers a refusal and returns the marker that provokes its error upstream: 128 random
+    /// bits, fresh for each refusal, so no client can prepare a statement under it.
     fn refusal(&mut self, code: &'static str, message: String) -> String {
-        self.refusals_made += 1;
-        let marker = format!("{}{}", self.marker_prefix, self.refusals_made);
+        let marker = format!("cs_deny_{:032x}", rand::random::<u128>());
         lock(&self.shared.refusals).push(Refusal {
             unit: self.units_sent,
             marker: marker.clone(),
@@ -797,6 +1000,15 @@ impl Reader {
                 Vec::new(),
                 Some("the text is not UTF-8".to_owned()),
                 String::from_utf8_lossy(sql).into_owned(),
+            ),
+            Ok(text) if (!text.is_ascii() || text.contains('\\')) && !self.settled() => (
+                StatementKind::Unknown,
+                Vec::new(),
+                Some(
+                    "backslashes or non-ASCII text sent before earlier statements were answered, which may change how it is read"
+                        .to_owned(),
+                ),
+                text.to_owned(),
             ),
             Ok(text)
                 if !text.is_ascii() && self.shared.foreign_encoding.load(Ordering::Relaxed) =>
@@ -823,13 +1035,28 @@ impl Reader {
                 (c.kind, c.tables.clone(), c.note.clone(), text.to_owned())
             }
         };
+        let payload_text = text.clone();
         let mut payload = serde_json::Map::new();
         payload.insert("sql".into(), serde_json::Value::String(text));
         if let Some(params) = params {
             payload.insert("params".into(), serde_json::Value::Array(params));
         }
-        self.decide_payload(kind, tables, serde_json::Value::Object(payload), note)
-            .await
+        let lowered = payload_text.to_ascii_lowercase();
+        let disposition = self
+            .decide_payload(kind, tables, serde_json::Value::Object(payload), note)
+            .await?;
+        // SQL PREPARE, DEALLOCATE and DISCARD change the statements a Bind can name behind
+        // the gate's back: from then on it vouches for none of the texts it saw.
+        if matches!(disposition, Disposition::Forward(_))
+            && ["prepare", "deallocate", "discard"]
+                .iter()
+                .any(|k| lowered.contains(k))
+        {
+            for p in lock(&self.shared.statements).values_mut() {
+                p.text = None;
+            }
+        }
+        Ok(disposition)
     }
 
     async fn decide_payload(
@@ -934,7 +1161,9 @@ impl Reader {
                     Ok(request) => break Ok(request),
                     Err(e) => break Err(e.to_string()),
                 },
-                n = self.client.read_buf(&mut self.buf) => {
+                // Past the cap the client is not read until the hold ends: its pipelined bytes
+                // wait in the socket rather than in the gate's memory.
+                n = self.client.read_buf(&mut self.buf), if self.buf.len() < HOLD_BUFFER_MAX => {
                     if matches!(n, Ok(0) | Err(_)) {
                         self.cancel.release();
                         return Err(End::ClientGone);
@@ -1094,6 +1323,10 @@ struct Forwarder {
     /// Bytes of a large row or COPY message still to pass through before the next message.
     passthrough: usize,
     units_done: u64,
+    /// ParseComplete messages since the last ReadyForQuery.
+    parse_completes: usize,
+    /// Between a CopyIn/CopyOutResponse and the end of that COPY.
+    in_copy: bool,
     /// Results seen since the last ReadyForQuery.
     results: Vec<StatementResult>,
 }
@@ -1178,37 +1411,96 @@ impl Forwarder {
                     if let Ok(wire::Backend::CommandComplete(tag)) = wire::decode_backend(&frame) {
                         self.results.push(Ok(tag.to_owned()));
                     }
+                    // A COPY was answered when it started; its CommandComplete is not a new answer.
+                    if !std::mem::take(&mut self.in_copy) {
+                        self.answered();
+                    }
+                    self.out.extend_from_slice(&frame);
+                }
+                b'G' | b'H' => {
+                    self.in_copy = true;
+                    self.shared.answers.send_modify(|a| {
+                        a.results += 1;
+                        a.copy_ins += u64::from(tag == b'G');
+                    });
+                    self.out.extend_from_slice(&frame);
+                }
+                b'1' => {
+                    self.parse_completes += 1;
+                    self.out.extend_from_slice(&frame);
+                }
+                b'V' => {
+                    self.results.push(Ok("FUNCTION CALL".to_owned()));
+                    self.answered();
                     self.out.extend_from_slice(&frame);
                 }
                 b'I' => {
                     self.results.push(Ok("EMPTY".to_owned()));
+                    self.answered();
                     self.out.extend_from_slice(&frame);
                 }
                 b's' => {
                     self.results.push(Ok("SUSPENDED".to_owned()));
+                    self.answered();
                     self.out.extend_from_slice(&frame);
                 }
-                b'E' => match wire::decode_backend(&frame) {
-                    Ok(wire::Backend::Error(fields)) => match self.take_refusal(&fields.message) {
-                        Some(r) => self.out.extend(wire::error_response(
-                            Severity::Error,
-                            r.code,
-                            &r.message,
-                            None,
-                        )),
-                        None => {
-                            self.results
-                                .push(Err(format!("{}: {}", fields.code, fields.message)));
-                            self.out.extend_from_slice(&frame);
+                b'E' => {
+                    self.in_copy = false;
+                    self.shared.answers.send_modify(|a| a.errors += 1);
+                    match wire::decode_backend(&frame) {
+                        Ok(wire::Backend::Error(fields)) => {
+                            match self.take_refusal(&fields.message) {
+                                Some(r) => self.out.extend(wire::error_response(
+                                    Severity::Error,
+                                    r.code,
+                                    &r.message,
+                                    None,
+                                )),
+                                None => {
+                                    self.results
+                                        .push(Err(format!("{}: {}", fields.code, fields.message)));
+                                    self.out.extend_from_slice(&frame);
+                                }
+                            }
                         }
-                    },
-                    _ => self.out.extend_from_slice(&frame),
-                },
+                        _ => self.out.extend_from_slice(&frame),
+                    }
+                }
                 b'S' => {
                     note_parameter(&self.shared, &frame);
                     self.out.extend_from_slice(&frame);
                 }
                 _ => self.out.extend_from_slice(&frame),
+            }
+        }
+    }
+
+    fn answered(&self) {
+        self.shared.answers.send_modify(|a| a.results += 1);
+    }
+
+    /// The Parses of `unit` took effect up to the number of ParseCompletes it answered; the
+    /// first one without is where the upstream failed or started skipping, and from there on
+    /// the gate vouches for none of the names.
+    fn confirm_parses(&mut self, unit: u64) {
+        let mut confirmed = std::mem::take(&mut self.parse_completes);
+        let mut parses = lock(&self.shared.parses);
+        let mut statements = lock(&self.shared.statements);
+        while parses.front().is_some_and(|p| p.id.unit <= unit) {
+            let Some(parse) = parses.pop_front() else {
+                break;
+            };
+            let took_effect = confirmed > 0;
+            confirmed = confirmed.saturating_sub(1);
+            // Only the name's latest Parse sets what the gate believes it holds.
+            if let Some(entry) = statements
+                .get_mut(&parse.name)
+                .filter(|e| e.pending == Some(parse.id))
+            {
+                entry.pending = None;
+                if !took_effect {
+                    entry.text = None;
+                }
             }
         }
     }
@@ -1228,6 +1520,8 @@ impl Forwarder {
     async fn finish_unit(&mut self) {
         let unit = self.units_done;
         self.units_done += 1;
+        self.confirm_parses(unit);
+        self.shared.units_done.send_replace(self.units_done);
         lock(&self.shared.refusals).retain(|r| r.unit > unit);
         let expected: Vec<Expect> = {
             let mut q = lock(&self.shared.expected);

@@ -43,13 +43,14 @@ tests!(
     copy_in_streams_and_copy_out_is_held,
     wrong_password_and_unknown_user_fail_alike,
     tls_only_principal_logs_in_over_tls_with_cleartext,
-    psql_over_tls_with_scram,
+    psql_over_tls,
     statement_outcomes_are_audited,
     startup_parameters_that_change_privileges_are_dropped,
     malformed_input_gets_clear_errors_and_other_sessions_continue,
     upstream_down_is_a_clear_fatal_error,
     upstream_over_verified_tls,
     configured_classification_reaches_policy,
+    a_parse_the_upstream_did_not_take_never_decides_a_bind,
 );
 
 fn main() {
@@ -490,7 +491,7 @@ async fn tls_only_principal_logs_in_over_tls_with_cleartext(c: &Ctx) {
     );
 }
 
-async fn psql_over_tls_with_scram(c: &Ctx) {
+async fn psql_over_tls(c: &Ctx) {
     let (ok, stdout, stderr) =
         c.gw.psql("sslmode=require", AGENT_TOKEN, "SELECT 'through the gate'");
     assert!(ok, "{stderr}");
@@ -714,4 +715,78 @@ async fn configured_classification_reaches_policy(c: &Ctx) {
             .unwrap();
     assert_eq!(attempt["resources"][1]["classification"], "restricted");
     assert_eq!(attempt["resources"][1]["id"], "prod/cardholders");
+}
+
+/// The gate decides a Bind on the statement text the upstream holds, never on a Parse that
+/// failed or was skipped.
+async fn a_parse_the_upstream_did_not_take_never_decides_a_bind(c: &Ctx) {
+    let t = table("victim");
+    c.cluster
+        .direct()
+        .await
+        .batch_execute(&format!("CREATE TABLE {t} (v int)"))
+        .await
+        .unwrap();
+    let exists = || async {
+        c.cluster
+            .direct()
+            .await
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&t])
+            .await
+            .unwrap()
+            .get::<_, bool>(0)
+    };
+    let mut raw = RawSession::connect(c.gw.gate).await;
+    let name = format!("s_{t}");
+    // A named statement prepared as a DROP, then "redefined" (the upstream refuses: it exists).
+    raw.send(&[msg::parse(&name, &format!("DROP TABLE {t}")), msg::sync()].concat())
+        .await;
+    raw.until_ready().await;
+    raw.send(&[msg::parse(&name, "SELECT 1"), msg::sync()].concat())
+        .await;
+    let answer = raw.until_ready().await;
+    assert!(
+        answer.iter().any(|(tag, _)| *tag == b'E'),
+        "the upstream refuses the second Parse"
+    );
+    // Binding it is not a read: the gate cannot vouch for the text, so it is held.
+    raw.send(&[msg::bind(&name), msg::execute(), msg::sync()].concat())
+        .await;
+    let id = c.gw.next_pending_for(&name).await;
+    c.gw.vote(ALICE_TOKEN, &id, "deny", "unknown statement")
+        .await;
+    let answer = raw.until_ready().await;
+    let error = answer
+        .iter()
+        .find(|(tag, _)| *tag == b'E')
+        .expect("refused");
+    assert!(String::from_utf8_lossy(&error.1).contains("42501"));
+    assert!(exists().await, "the DROP did not run");
+
+    // The unnamed statement: a Parse skipped after an error leaves the old text upstream.
+    raw.send(&[msg::parse("", &format!("DROP TABLE {t}")), msg::sync()].concat())
+        .await;
+    raw.until_ready().await;
+    raw.send(
+        &[
+            msg::parse("broken", "SELEC garbage"),
+            msg::parse("", "SELECT 1"),
+            msg::sync(),
+        ]
+        .concat(),
+    )
+    .await;
+    raw.until_ready().await;
+    raw.send(&[msg::bind(""), msg::execute(), msg::sync()].concat())
+        .await;
+    let id = c.gw.next_pending_for("\"statement\":\"\"").await;
+    c.gw.vote(ALICE_TOKEN, &id, "deny", "unknown statement")
+        .await;
+    let answer = raw.until_ready().await;
+    assert!(
+        answer
+            .iter()
+            .any(|(tag, body)| *tag == b'E' && String::from_utf8_lossy(body).contains("42501"))
+    );
+    assert!(exists().await, "the DROP did not run");
 }

@@ -453,3 +453,108 @@ impl Gateway {
             .collect()
     }
 }
+
+/// A client that speaks the protocol message by message, for sequences no library sends.
+pub struct RawSession {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawSession {
+    /// Connects and logs in as the test agent with SCRAM-SHA-256.
+    pub async fn connect(gate: SocketAddr) -> RawSession {
+        use countersign_gate_pg::{scram::ScramClient, wire};
+        let stream = tokio::net::TcpStream::connect(gate).await.unwrap();
+        let mut s = RawSession {
+            stream,
+            buf: Vec::new(),
+        };
+        s.send(&wire::startup_message(&[
+            ("user", AGENT),
+            ("database", "prod"),
+        ]))
+        .await;
+        let mut scram = ScramClient::new(AGENT_TOKEN);
+        loop {
+            let (tag, body) = s.next().await;
+            match (
+                tag,
+                body.get(..4)
+                    .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])),
+            ) {
+                (b'R', Some(10)) => {
+                    let first = scram.client_first();
+                    s.send(&wire::sasl_initial_response("SCRAM-SHA-256", &first))
+                        .await;
+                }
+                (b'R', Some(11)) => {
+                    let last = scram.server_first(&body[4..]).unwrap();
+                    s.send(&wire::password_message(&last)).await;
+                }
+                (b'R', Some(12)) => scram.server_final(&body[4..]).unwrap(),
+                (b'Z', _) => return s,
+                (b'E', _) => panic!("login refused: {}", String::from_utf8_lossy(&body)),
+                _ => {}
+            }
+        }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// The next message: its tag and body.
+    pub async fn next(&mut self) -> (u8, Vec<u8>) {
+        use tokio::io::AsyncReadExt;
+        loop {
+            if self.buf.len() >= 5 {
+                let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]])
+                    as usize;
+                if self.buf.len() > len {
+                    let frame: Vec<u8> = self.buf.drain(..=len).collect();
+                    return (frame[0], frame[5..].to_vec());
+                }
+            }
+            let mut chunk = [0u8; 8192];
+            let n = self.stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the gate closed the connection");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Messages up to and including the next ReadyForQuery.
+    pub async fn until_ready(&mut self) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        loop {
+            let m = self.next().await;
+            let done = m.0 == b'Z';
+            out.push(m);
+            if done {
+                return out;
+            }
+        }
+    }
+}
+
+/// Frontend messages of the extended protocol, for [`RawSession`].
+pub mod msg {
+    use countersign_gate_pg::wire::MessageBuilder;
+
+    pub fn parse(name: &str, sql: &str) -> Vec<u8> {
+        MessageBuilder::new(Some(b'P'))
+            .cstr(name)
+            .cstr(sql)
+            .bytes(&[0, 0])
+            .finish()
+    }
+    pub fn bind(statement: &str) -> Vec<u8> {
+        countersign_gate_pg::wire::bind(b"", statement)
+    }
+    pub fn execute() -> Vec<u8> {
+        MessageBuilder::new(Some(b'E')).cstr("").u32(0).finish()
+    }
+    pub fn sync() -> Vec<u8> {
+        MessageBuilder::new(Some(b'S')).finish()
+    }
+}
