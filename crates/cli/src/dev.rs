@@ -3,8 +3,8 @@
 //! `./.countersign/dev-tokens.toml` (readable by the owner only).
 
 use crate::config::PrincipalSection;
+use crate::token::new_token;
 use anyhow::{Context, Result};
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -25,31 +25,25 @@ struct DevTokens {
     principals: Vec<DevPrincipal>,
 }
 
-fn new_token(prefix: &str) -> String {
-    let mut bytes = [0u8; 24];
-    rand::rng().fill_bytes(&mut bytes);
-    format!("{prefix}_{}", hex::encode(bytes))
-}
-
 fn defaults() -> Vec<DevPrincipal> {
     vec![
         DevPrincipal {
             kind: "agent".into(),
             id: "demo-agent".into(),
             groups: vec!["agents".into()],
-            token: new_token("cs_agent"),
+            token: new_token("agent"),
         },
         DevPrincipal {
             kind: "user".into(),
             id: "alice@example.com".into(),
             groups: vec!["reviewers".into(), "admins".into(), "auditors".into()],
-            token: new_token("cs_user"),
+            token: new_token("user"),
         },
         DevPrincipal {
             kind: "user".into(),
             id: "bob@example.com".into(),
             groups: vec!["reviewers".into()],
-            token: new_token("cs_user"),
+            token: new_token("user"),
         },
     ]
 }

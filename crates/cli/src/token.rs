@@ -15,7 +15,7 @@ pub fn new_token(kind: &str) -> String {
 }
 
 /// The `[[principals]]` section for a principal with `token`.
-pub fn section(kind: &str, id: &str, groups: Vec<String>, token: &str) -> PrincipalSection {
+fn section(kind: &str, id: &str, groups: Vec<String>, token: &str) -> PrincipalSection {
     PrincipalSection {
         kind: kind.to_owned(),
         id: id.to_owned(),

@@ -538,3 +538,86 @@ fn sighup_reloads_policies() {
         "the gateway stopped answering after a refused reload"
     );
 }
+
+#[test]
+fn token_commands_print_what_the_configuration_stores() {
+    let dir = temp_dir();
+    let out = cli(
+        dir.path(),
+        None,
+        &[
+            "token",
+            "new",
+            "--id",
+            "etl-nightly",
+            "--groups",
+            "pipelines,etl",
+        ],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    let (token, block) = out.stdout.split_once('\n').unwrap();
+    assert!(
+        token.starts_with("cs_agent_") && token.len() > 60,
+        "{token}"
+    );
+    let config: toml::Table = toml::from_str(block).unwrap();
+    let section = &config["principals"].as_array().unwrap()[0];
+    assert_eq!(section["id"].as_str(), Some("etl-nightly"));
+    assert_eq!(section["kind"].as_str(), Some("agent"));
+    assert_eq!(section["groups"].as_array().unwrap().len(), 2);
+    let sha = sha256_hex(token);
+    assert_eq!(section["token_sha256"].as_str(), Some(sha.as_str()));
+    // The verifier is derived from this very token.
+    let verifier: countersign_gate_pg::ScramVerifier = section["pg_scram_sha256"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let again = countersign_gate_pg::ScramVerifier::from_password(
+        token,
+        verifier.salt(),
+        verifier.iterations(),
+    )
+    .unwrap();
+    assert_eq!(verifier, again);
+
+    // `token hash` reads the token on stdin and prints the same hash.
+    let mut child = bin()
+        .args(["token", "hash"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    writeln!(child.stdin.take().unwrap(), "{token}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let printed: toml::Table = toml::from_str(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    assert_eq!(printed["token_sha256"].as_str(), Some(sha.as_str()));
+    let other: countersign_gate_pg::ScramVerifier = printed["pg_scram_sha256"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        countersign_gate_pg::ScramVerifier::from_password(token, other.salt(), other.iterations())
+            .unwrap(),
+        other
+    );
+
+    // Nothing on stdin, or a kind that does not exist, is refused.
+    let out = bin()
+        .args(["token", "hash"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no token"));
+    let out = cli(
+        dir.path(),
+        None,
+        &["token", "new", "--kind", "robot", "--id", "x"],
+    );
+    assert_ne!(out.code, Some(0));
+    assert!(out.stderr.contains("kind must be"), "{}", out.describe());
+}

@@ -52,6 +52,8 @@ pub enum CheckOutcome {
         reason: String,
         policy_ids: Vec<String>,
         grant_id: Option<String>,
+        /// The digest of the allowed attempt, for the outcome a gate logs after it runs.
+        digest: PayloadDigest,
     },
     Deny {
         reason: String,
@@ -72,6 +74,18 @@ impl CheckOutcome {
             CheckOutcome::Pending { .. } => "pending",
         }
     }
+}
+
+/// What became of an attempt a gate acted on, for [`Engine::record_outcome`].
+#[derive(Debug)]
+pub struct ActionOutcome<'a> {
+    pub attempt: &'a Attempt,
+    /// The digest `check` returned with its allow.
+    pub digest: &'a PayloadDigest,
+    pub grant_id: Option<&'a str>,
+    pub succeeded: bool,
+    /// A command tag, an error, a tool result summary.
+    pub detail: String,
 }
 
 /// A handle to the running engine; cheap to clone.
@@ -309,6 +323,7 @@ impl Engine {
                     reason,
                     policy_ids,
                     grant_id,
+                    digest,
                 },
                 (Ok(Decided::Logged), verdict) => CheckOutcome::Deny {
                     reason: verdict.reason().to_owned(),
@@ -603,21 +618,23 @@ impl Engine {
     pub async fn record_outcome(
         &self,
         principal: &Principal,
-        attempt: &Attempt,
         channel: &str,
-        grant_id: Option<&str>,
-        succeeded: bool,
-        detail: String,
+        outcome: ActionOutcome<'_>,
     ) -> Result<(), EngineError> {
+        let ActionOutcome {
+            attempt,
+            digest,
+            grant_id,
+            succeeded,
+            detail,
+        } = outcome;
         let mut event = AuditEvent::new(EventKind::Execution, writer::now());
         event.actor = Some(principal.reference());
         event.principal = Some(principal.reference());
         event.on_behalf_of = attempt.on_behalf_of.clone();
         event.action = Some(attempt.action.as_str().to_owned());
         event.resources = attempt.resources.clone();
-        event.payload_digest = Some(
-            PayloadDigest::compute(&attempt.action, &attempt.resources, &attempt.payload).to_hex(),
-        );
+        event.payload_digest = Some(digest.to_hex());
         event.grant_id = grant_id.map(str::to_owned);
         event.channel = Some(channel.to_owned());
         event.outcome = Some(if succeeded { "succeeded" } else { "failed" }.to_owned());

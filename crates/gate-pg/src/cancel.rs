@@ -4,6 +4,7 @@
 //! to the upstream backend that runs the session's statement.
 
 use crate::config::Upstream;
+use crate::lock;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use subtle::ConstantTimeEq;
@@ -31,10 +32,6 @@ impl CancelTarget {
     pub fn release(&self) {
         *lock(&self.holding) = None;
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The gate's cancel keys, by the process id handed to the client.

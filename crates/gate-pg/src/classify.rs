@@ -92,7 +92,8 @@ pub struct Classification {
 }
 
 impl Classification {
-    fn unknown(note: String, statements: usize) -> Classification {
+    /// The most sensitive kind, with why.
+    pub fn unknown(note: String, statements: usize) -> Classification {
         Classification {
             kind: StatementKind::Unknown,
             tables: Vec::new(),

@@ -34,6 +34,12 @@ pub struct PgLogin {
     pub scram: Option<ScramVerifier>,
 }
 
+/// Locks `m`; every critical section in the gate is a few map operations, so a lock poisoned
+/// by a panicking holder still guards consistent data.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// How many statement shapes each gate keeps classified.
 const SHAPE_CACHE_CAPACITY: usize = 10_000;
 
@@ -59,10 +65,6 @@ impl Gate {
             shapes: shape::ShapeCache::new(SHAPE_CACHE_CAPACITY),
             mock_secret: rand::random(),
         })
-    }
-
-    pub fn name(&self) -> &str {
-        &self.config.name
     }
 
     /// Binds the gate's listen address.

@@ -14,15 +14,15 @@
 //! Sync — and the forwarder replaces that error, recognised by its marker, with the refusal.
 
 use crate::cancel::{CancelRegistry, CancelTarget};
-use crate::classify::StatementKind;
-use crate::upstream::{self, Stream, UpstreamError};
+use crate::classify::{Classification, StatementKind};
+use crate::upstream::{self, FrameError, Stream, UpstreamError};
 use crate::wire::{self, Frontend, Severity, WireError};
-use crate::{Gate, PgLogin};
+use crate::{Gate, PgLogin, lock};
 use bytes::BytesMut;
 use countersign_core::{
-    Action, Attempt, Principal, PrincipalRef, RequestStatus, Resource, ResourceRef,
+    Action, Attempt, PayloadDigest, Principal, PrincipalRef, RequestStatus, Resource, ResourceRef,
 };
-use countersign_engine::CheckOutcome;
+use countersign_engine::{ActionOutcome, CheckOutcome};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -136,22 +136,12 @@ struct Client {
 impl Client {
     /// One message of the authentication exchange; these are small, so the bound is tight.
     async fn message(&mut self) -> Result<BytesMut, End> {
-        loop {
-            if let Some(n) =
-                wire::frame_len(&self.buf, wire::MAX_STARTUP_LEN).map_err(End::protocol)?
-            {
-                return Ok(self.buf.split_to(n));
-            }
-            if self
-                .stream
-                .read_buf(&mut self.buf)
-                .await
-                .map_err(|_| End::ClientGone)?
-                == 0
-            {
-                return Err(End::ClientGone);
-            }
-        }
+        upstream::read_frame(&mut self.stream, &mut self.buf, wire::MAX_STARTUP_LEN)
+            .await
+            .map_err(|e| match e {
+                FrameError::Wire(e) => End::protocol(e),
+                FrameError::Closed => End::ClientGone,
+            })
     }
 
     async fn send(&mut self, bytes: &[u8]) -> Result<(), End> {
@@ -437,7 +427,22 @@ async fn scram_exchange(
 #[derive(Debug)]
 struct Forwarded {
     attempt: Attempt,
+    digest: PayloadDigest,
     grant_id: Option<String>,
+    /// How many answers (command tags, errors) the upstream gives it.
+    answers: u64,
+    /// Whether it may be COPY FROM STDIN: its text names `stdin`, or the gate cannot see it.
+    may_copy_in: bool,
+}
+
+/// What the engine said about an attempt: decided, or held for approval.
+enum Checked {
+    Decided(Disposition),
+    Pending {
+        attempt: Box<Attempt>,
+        request_id: String,
+        review_url: String,
+    },
 }
 
 /// What the forwarder expects of the upstream for one forwarded message.
@@ -535,10 +540,6 @@ impl Default for Shared {
             foreign_encoding: AtomicBool::default(),
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Session {
@@ -757,40 +758,16 @@ impl Reader {
         }
         match message {
             Frontend::Query(sql) => {
-                match self.decide(sql, None).await? {
-                    Disposition::Forward(f) => {
-                        self.expect(Some(f), true);
-                        // Each statement of the text gets its own answer (an empty text one).
-                        let answers = std::str::from_utf8(sql)
-                            .map_or(1, |t| self.gate.shapes.classify(t).statements.max(1));
-                        self.sent_statement(sql, answers as u64);
-                        self.out.extend_from_slice(frame);
-                    }
-                    Disposition::Refuse { code, message } => self.refuse_unit(code, message),
-                }
-                self.units_sent += 1;
+                let disposition = self.decide(sql, None).await?;
+                self.send_unit(frame, disposition);
             }
             Frontend::FunctionCall { oid } => {
                 // The arguments travel with the call: the payload holds the whole message.
                 let payload =
                     serde_json::json!({ "function_call": oid, "message": hex::encode(frame) });
-                match self
-                    .decide_payload(
-                        StatementKind::Unknown,
-                        Vec::new(),
-                        payload,
-                        Some("a fast-path function call".into()),
-                    )
-                    .await?
-                {
-                    Disposition::Forward(f) => {
-                        self.expect(Some(f), true);
-                        self.sent_statement(b"", 1);
-                        self.out.extend_from_slice(frame);
-                    }
-                    Disposition::Refuse { code, message } => self.refuse_unit(code, message),
-                }
-                self.units_sent += 1;
+                let class = Classification::unknown("a fast-path function call".into(), 1);
+                let disposition = self.decide_payload(&class, payload).await?;
+                self.send_unit(frame, disposition);
             }
             Frontend::Parse { name, sql } => {
                 self.settle_parse_of(name).await?;
@@ -843,7 +820,7 @@ impl Reader {
                             "binds prepared statement \"{name}\", whose text the gate cannot vouch for"
                         );
                         let payload = serde_json::json!({ "statement": name, "params": params });
-                        self.decide_payload(StatementKind::Unknown, Vec::new(), payload, Some(note))
+                        self.decide_payload(&Classification::unknown(note, 1), payload)
                             .await?
                     }
                 };
@@ -864,13 +841,10 @@ impl Reader {
             }
             Frontend::Execute { portal } => {
                 let statement = self.portals.get(portal).cloned().flatten();
-                let sql = statement
-                    .as_ref()
-                    .and_then(|f| f.attempt.payload["sql"].as_str().map(str::to_owned))
-                    .unwrap_or_default();
+                let copy_in = statement.as_ref().is_some_and(|f| f.may_copy_in);
                 self.expect(statement, false);
                 self.executes_in_unit += 1;
-                self.sent_statement(sql.as_bytes(), 1);
+                self.sent_statement(1, copy_in);
                 self.out.extend_from_slice(frame);
             }
             Frontend::Close { kind, name } => {
@@ -910,19 +884,31 @@ impl Reader {
         Ok(true)
     }
 
-    /// Refuses a whole unit (a simple query or a function call): the upstream gets a text
-    /// that fails to parse, naming the marker, whatever state the session is in.
-    fn refuse_unit(&mut self, code: &'static str, message: String) {
-        let marker = self.refusal(code, message);
-        self.expect(None, true);
-        self.out.extend(wire::query(&format!("\"{marker}\"")));
+    /// Sends a message that is a unit of its own (a simple query or a function call), or its
+    /// refusal: a text that fails to parse upstream whatever state the session is in, naming
+    /// the marker the forwarder recognises.
+    fn send_unit(&mut self, frame: &[u8], disposition: Disposition) {
+        match disposition {
+            Disposition::Forward(f) => {
+                let (answers, copy_in) = (f.answers, f.may_copy_in);
+                self.expect(Some(f), true);
+                self.sent_statement(answers, copy_in);
+                self.out.extend_from_slice(frame);
+            }
+            Disposition::Refuse { code, message } => {
+                let marker = self.refusal(code, message);
+                self.expect(None, true);
+                self.out.extend(wire::query(&format!("\"{marker}\"")));
+            }
+        }
+        self.units_sent += 1;
     }
 
     /// Counts a forwarded statement; one that may be COPY FROM STDIN is watched, since its
-    /// copy-in mode makes the upstream ignore Syncs. Any such statement names `stdin`.
-    fn sent_statement(&mut self, sql: &[u8], answers: u64) {
+    /// copy-in mode makes the upstream ignore Syncs.
+    fn sent_statement(&mut self, answers: u64, may_copy_in: bool) {
         self.statements_sent += answers;
-        if sql.windows(5).any(|w| w.eq_ignore_ascii_case(b"stdin")) {
+        if may_copy_in {
             self.copy_watch = Some(CopyWatch {
                 statement: self.statements_sent,
                 before: *self.shared.answers.borrow(),
@@ -994,64 +980,39 @@ impl Reader {
         sql: &[u8],
         params: Option<Vec<serde_json::Value>>,
     ) -> Result<Disposition, End> {
-        let (kind, tables, note, text) = match std::str::from_utf8(sql) {
-            Err(_) => (
-                StatementKind::Unknown,
-                Vec::new(),
-                Some("the text is not UTF-8".to_owned()),
-                String::from_utf8_lossy(sql).into_owned(),
-            ),
-            Ok(text) if (!text.is_ascii() || text.contains('\\')) && !self.settled() => (
-                StatementKind::Unknown,
-                Vec::new(),
-                Some(
-                    "backslashes or non-ASCII text sent before earlier statements were answered, which may change how it is read"
-                        .to_owned(),
-                ),
-                text.to_owned(),
-            ),
-            Ok(text)
-                if !text.is_ascii() && self.shared.foreign_encoding.load(Ordering::Relaxed) =>
-            {
-                (
-                    StatementKind::Unknown,
-                    Vec::new(),
-                    Some("non-ASCII text in a client encoding other than UTF-8".to_owned()),
-                    text.to_owned(),
-                )
-            }
-            Ok(text)
-                if text.contains('\\') && self.shared.backslash_escapes.load(Ordering::Relaxed) =>
-            {
-                (
-                    StatementKind::Unknown,
-                    Vec::new(),
-                    Some("backslashes while standard_conforming_strings is off".to_owned()),
-                    text.to_owned(),
-                )
-            }
-            Ok(text) => {
-                let c = classify(self.gate.clone(), text).await;
-                (c.kind, c.tables.clone(), c.note.clone(), text.to_owned())
-            }
+        let text = String::from_utf8_lossy(sql).into_owned();
+        let backslash_or_foreign = !text.is_ascii() || text.contains('\\');
+        let doubt = if std::str::from_utf8(sql).is_err() {
+            Some("the text is not UTF-8")
+        } else if backslash_or_foreign && !self.settled() {
+            Some(
+                "backslashes or non-ASCII text sent before earlier statements were answered, which may change how it is read",
+            )
+        } else if !text.is_ascii() && self.shared.foreign_encoding.load(Ordering::Relaxed) {
+            Some("non-ASCII text in a client encoding other than UTF-8")
+        } else if text.contains('\\') && self.shared.backslash_escapes.load(Ordering::Relaxed) {
+            Some("backslashes while standard_conforming_strings is off")
+        } else {
+            None
         };
-        let payload_text = text.clone();
+        let class = match doubt {
+            Some(why) => Arc::new(Classification::unknown(why.to_owned(), 1)),
+            None => classify(self.gate.clone(), &text).await,
+        };
+        // SQL PREPARE, DEALLOCATE and DISCARD change the statements a Bind can name behind
+        // the gate's back: once one is let through, the gate vouches for none of the texts.
+        let replaces_prepared = ["prepare", "deallocate", "discard"]
+            .iter()
+            .any(|k| contains_ignoring_case(&text, k));
         let mut payload = serde_json::Map::new();
         payload.insert("sql".into(), serde_json::Value::String(text));
         if let Some(params) = params {
             payload.insert("params".into(), serde_json::Value::Array(params));
         }
-        let lowered = payload_text.to_ascii_lowercase();
         let disposition = self
-            .decide_payload(kind, tables, serde_json::Value::Object(payload), note)
+            .decide_payload(&class, serde_json::Value::Object(payload))
             .await?;
-        // SQL PREPARE, DEALLOCATE and DISCARD change the statements a Bind can name behind
-        // the gate's back: from then on it vouches for none of the texts it saw.
-        if matches!(disposition, Disposition::Forward(_))
-            && ["prepare", "deallocate", "discard"]
-                .iter()
-                .any(|k| lowered.contains(k))
-        {
+        if replaces_prepared && matches!(disposition, Disposition::Forward(_)) {
             for p in lock(&self.shared.statements).values_mut() {
                 p.text = None;
             }
@@ -1059,58 +1020,44 @@ impl Reader {
         Ok(disposition)
     }
 
+    /// Decides the attempt `class` and `payload` make, holding it when it needs approval.
     async fn decide_payload(
         &mut self,
-        kind: StatementKind,
-        tables: Vec<String>,
+        class: &Classification,
         payload: serde_json::Value,
-        note: Option<String>,
     ) -> Result<Disposition, End> {
-        let attempt = self.attempt(kind, tables, payload, note);
-        let outcome = self
-            .gate
-            .engine
-            .check(&self.principal, attempt.clone(), &self.gate.config.name)
-            .await;
-        match outcome {
-            CheckOutcome::Allow { grant_id, .. } => Ok(Disposition::Forward(Arc::new(Forwarded {
+        let attempt = self.attempt(class, payload);
+        // A simple query answers once per statement of its text (an empty text once).
+        let answers = class.statements.max(1) as u64;
+        match check(&self.gate, &self.principal, attempt, answers).await {
+            Checked::Decided(d) => Ok(d),
+            Checked::Pending {
                 attempt,
-                grant_id,
-            }))),
-            CheckOutcome::Deny { reason, .. } => Ok(refused(&reason)),
-            CheckOutcome::Pending {
-                request,
+                request_id,
                 review_url,
-                ..
-            } => self.hold(attempt, request.id, review_url).await,
+            } => self.hold(*attempt, answers, request_id, review_url).await,
         }
     }
 
-    fn attempt(
-        &self,
-        kind: StatementKind,
-        tables: Vec<String>,
-        payload: serde_json::Value,
-        note: Option<String>,
-    ) -> Attempt {
+    fn attempt(&self, class: &Classification, payload: serde_json::Value) -> Attempt {
         let gate = &self.gate.config.name;
         let database = Resource::new("Database", gate.clone());
         let parent = database.reference();
         let mut resources = vec![database];
-        resources.extend(tables.into_iter().map(|t| Resource {
+        resources.extend(class.tables.iter().map(|t| Resource {
             parent: Some(ResourceRef {
                 kind: parent.kind.clone(),
                 id: parent.id.clone(),
             }),
-            classification: self.gate.config.tables.of(&t),
+            classification: self.gate.config.tables.of(t),
             ..Resource::new("Table", format!("{gate}/{t}"))
         }));
         let mut context = BTreeMap::from([
             ("gate".to_owned(), gate.clone()),
             ("source".to_owned(), self.peer.ip().to_string()),
         ]);
-        if let Some(note) = note {
-            context.insert("classification_note".to_owned(), note);
+        if let Some(note) = &class.note {
+            context.insert("classification_note".to_owned(), note.clone());
         }
         Attempt {
             principal: PrincipalRef {
@@ -1118,7 +1065,7 @@ impl Reader {
                 id: self.principal.id.clone(),
             },
             on_behalf_of: None,
-            action: action_of(kind),
+            action: action_of(class.kind),
             resources,
             payload,
             justification: None,
@@ -1132,6 +1079,7 @@ impl Reader {
     async fn hold(
         &mut self,
         attempt: Attempt,
+        answers: u64,
         request_id: String,
         review_url: String,
     ) -> Result<Disposition, End> {
@@ -1148,12 +1096,13 @@ impl Reader {
             .send(notice)
             .await
             .map_err(|_| End::ClientGone)?;
+        let cancelled = self.cancel.hold();
         let mut guard = HeldRequest {
             engine: self.gate.engine.clone(),
             principal: self.principal.clone(),
             id: Some(request_id.clone()),
+            cancel: self.cancel.clone(),
         };
-        let cancelled = self.cancel.hold();
         let settled = loop {
             tokio::select! {
                 r = self.gate.engine.wait(&request_id, Duration::from_secs(60)) => match r {
@@ -1165,12 +1114,10 @@ impl Reader {
                 // wait in the socket rather than in the gate's memory.
                 n = self.client.read_buf(&mut self.buf), if self.buf.len() < HOLD_BUFFER_MAX => {
                     if matches!(n, Ok(0) | Err(_)) {
-                        self.cancel.release();
                         return Err(End::ClientGone);
                     }
                 }
                 () = cancelled.notified() => {
-                    self.cancel.release();
                     guard.withdraw().await;
                     return Ok(Disposition::Refuse {
                         code: "57014",
@@ -1179,8 +1126,8 @@ impl Reader {
                 }
             }
         };
-        self.cancel.release();
         guard.id = None;
+        drop(guard);
         let request = match settled {
             Ok(request) => request,
             Err(e) => {
@@ -1205,22 +1152,43 @@ impl Reader {
                 request.status.as_str()
             )));
         }
-        match self
-            .gate
-            .engine
-            .check(&self.principal, attempt.clone(), &self.gate.config.name)
-            .await
-        {
-            CheckOutcome::Allow { grant_id, .. } => Ok(Disposition::Forward(Arc::new(Forwarded {
-                attempt,
-                grant_id,
-            }))),
-            CheckOutcome::Deny { reason, .. } => Ok(refused(&reason)),
-            CheckOutcome::Pending { request, .. } => Ok(refused(&format!(
-                "approved, but the approval did not cover the statement; a new request {} was opened",
-                request.id
+        match check(&self.gate, &self.principal, attempt, answers).await {
+            Checked::Decided(d) => Ok(d),
+            Checked::Pending { request_id, .. } => Ok(refused(&format!(
+                "approved, but the approval did not cover the statement; a new request {request_id} was opened"
             ))),
         }
+    }
+}
+
+/// Asks the engine about `attempt`.
+async fn check(gate: &Gate, principal: &Principal, attempt: Attempt, answers: u64) -> Checked {
+    let outcome = gate
+        .engine
+        .check(principal, attempt.clone(), &gate.config.name)
+        .await;
+    match outcome {
+        CheckOutcome::Allow {
+            grant_id, digest, ..
+        } => Checked::Decided(Disposition::Forward(Arc::new(Forwarded {
+            may_copy_in: attempt.payload["sql"]
+                .as_str()
+                .is_none_or(|sql| contains_ignoring_case(sql, "stdin")),
+            attempt,
+            digest,
+            grant_id,
+            answers,
+        }))),
+        CheckOutcome::Deny { reason, .. } => Checked::Decided(refused(&reason)),
+        CheckOutcome::Pending {
+            request,
+            review_url,
+            ..
+        } => Checked::Pending {
+            attempt: Box::new(attempt),
+            request_id: request.id,
+            review_url,
+        },
     }
 }
 
@@ -1242,6 +1210,12 @@ async fn classify(gate: Arc<Gate>, text: &str) -> Arc<crate::classify::Classific
     }
 }
 
+fn contains_ignoring_case(text: &str, word: &str) -> bool {
+    text.as_bytes()
+        .windows(word.len())
+        .any(|w| w.eq_ignore_ascii_case(word.as_bytes()))
+}
+
 fn action_of(kind: StatementKind) -> Action {
     #[allow(clippy::expect_used)]
     Action::parse(kind.action()).expect("every statement kind names a built-in action")
@@ -1254,11 +1228,13 @@ fn refused(reason: &str) -> Disposition {
     }
 }
 
-/// A request the session is waiting on; withdrawn if the session ends while it is pending.
+/// A request the session is waiting on: withdrawn if the session ends while it is pending,
+/// and cancel requests stop reaching it once it is over.
 struct HeldRequest {
     engine: countersign_engine::Engine,
     principal: Principal,
     id: Option<String>,
+    cancel: Arc<CancelTarget>,
 }
 
 impl HeldRequest {
@@ -1273,6 +1249,7 @@ impl HeldRequest {
 
 impl Drop for HeldRequest {
     fn drop(&mut self) {
+        self.cancel.release();
         if let Some(id) = self.id.take() {
             let engine = self.engine.clone();
             let principal = self.principal.clone();
@@ -1429,18 +1406,15 @@ impl Forwarder {
                     self.parse_completes += 1;
                     self.out.extend_from_slice(&frame);
                 }
-                b'V' => {
-                    self.results.push(Ok("FUNCTION CALL".to_owned()));
-                    self.answered();
-                    self.out.extend_from_slice(&frame);
-                }
-                b'I' => {
-                    self.results.push(Ok("EMPTY".to_owned()));
-                    self.answered();
-                    self.out.extend_from_slice(&frame);
-                }
-                b's' => {
-                    self.results.push(Ok("SUSPENDED".to_owned()));
+                // Answers without a command tag: a function call's result, an empty query, a
+                // portal suspended at its row limit.
+                b'V' | b'I' | b's' => {
+                    let what = match tag {
+                        b'V' => "FUNCTION CALL",
+                        b'I' => "EMPTY",
+                        _ => "SUSPENDED",
+                    };
+                    self.results.push(Ok(what.to_owned()));
                     self.answered();
                     self.out.extend_from_slice(&frame);
                 }
@@ -1560,11 +1534,14 @@ impl Forwarder {
                 .engine
                 .record_outcome(
                     &self.principal,
-                    &statement.attempt,
                     &self.gate.config.name,
-                    statement.grant_id.as_deref(),
-                    succeeded,
-                    detail,
+                    ActionOutcome {
+                        attempt: &statement.attempt,
+                        digest: &statement.digest,
+                        grant_id: statement.grant_id.as_deref(),
+                        succeeded,
+                        detail,
+                    },
                 )
                 .await
             {

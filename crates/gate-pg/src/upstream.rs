@@ -128,40 +128,30 @@ async fn connect_inner(
     let mut parameters = Vec::new();
     let mut notices = Vec::new();
     let mut backend_key = None;
+    let password = || {
+        upstream
+            .password
+            .as_deref()
+            .ok_or(UpstreamError::NoPassword)
+    };
     loop {
-        let frame = read_frame(&mut stream, &mut buf).await?;
+        let frame = read_frame(&mut stream, &mut buf, wire::MAX_MESSAGE_LEN).await?;
         match wire::decode_backend(&frame)? {
             Backend::Authentication { code: 0, .. } => {}
             Backend::Authentication { code: 3, .. } => {
-                let password = upstream
-                    .password
-                    .as_ref()
-                    .ok_or(UpstreamError::NoPassword)?;
-                let mut body = password.as_bytes().to_vec();
-                body.push(0);
-                write(&mut stream, &wire::password_message(&body)).await?;
+                write(&mut stream, &wire::password_text(password()?)).await?;
             }
             Backend::Authentication { code: 5, data } => {
-                let password = upstream
-                    .password
-                    .as_ref()
-                    .ok_or(UpstreamError::NoPassword)?;
                 let salt: [u8; 4] = data
                     .try_into()
                     .map_err(|_| UpstreamError::Protocol("md5 salt is not 4 bytes".into()))?;
-                let mut body =
-                    crate::md5::md5_password(&upstream.user, password, salt).into_bytes();
-                body.push(0);
-                write(&mut stream, &wire::password_message(&body)).await?;
+                let response = crate::md5::md5_password(&upstream.user, password()?, salt);
+                write(&mut stream, &wire::password_text(&response)).await?;
             }
             Backend::Authentication { code: 10, data } => {
-                let password = upstream
-                    .password
-                    .as_ref()
-                    .ok_or(UpstreamError::NoPassword)?;
                 let mechanism = crate::scram::choose_mechanism(data)
                     .map_err(|e| UpstreamError::Auth(e.to_string()))?;
-                let client = ScramClient::new(password);
+                let client = ScramClient::new(password()?);
                 let first = client.client_first();
                 write(&mut stream, &wire::sasl_initial_response(mechanism, &first)).await?;
                 scram = Some(client);
@@ -228,18 +218,34 @@ async fn write(stream: &mut Stream, bytes: &[u8]) -> Result<(), UpstreamError> {
         .map_err(|_| UpstreamError::Closed)
 }
 
-async fn read_frame(stream: &mut Stream, buf: &mut BytesMut) -> Result<BytesMut, UpstreamError> {
+/// Why a message could not be read.
+#[derive(Debug)]
+pub(crate) enum FrameError {
+    Wire(wire::WireError),
+    Closed,
+}
+
+impl From<FrameError> for UpstreamError {
+    fn from(e: FrameError) -> Self {
+        match e {
+            FrameError::Wire(e) => e.into(),
+            FrameError::Closed => UpstreamError::Closed,
+        }
+    }
+}
+
+/// Reads one whole message of at most `max` bytes from `stream`, buffering in `buf`.
+pub(crate) async fn read_frame(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    max: usize,
+) -> Result<BytesMut, FrameError> {
     loop {
-        if let Some(n) = wire::frame_len(buf, wire::MAX_MESSAGE_LEN)? {
+        if let Some(n) = wire::frame_len(buf, max).map_err(FrameError::Wire)? {
             return Ok(buf.split_to(n));
         }
-        if stream
-            .read_buf(buf)
-            .await
-            .map_err(|_| UpstreamError::Closed)?
-            == 0
-        {
-            return Err(UpstreamError::Closed);
+        if stream.read_buf(buf).await.map_err(|_| FrameError::Closed)? == 0 {
+            return Err(FrameError::Closed);
         }
     }
 }

@@ -15,7 +15,6 @@ pub const MAX_STARTUP_LEN: usize = 10_000;
 pub const MAX_MESSAGE_LEN: usize = 64 * 1024 * 1024;
 
 pub const PROTOCOL_3_0: u32 = 196_608;
-pub const PROTOCOL_3_2: u32 = 196_610;
 const SSL_REQUEST: u32 = 80_877_103;
 const GSSENC_REQUEST: u32 = 80_877_104;
 const CANCEL_REQUEST: u32 = 80_877_102;
@@ -55,18 +54,6 @@ pub enum Startup {
         minor: u32,
         params: Vec<(String, String)>,
     },
-}
-
-impl Startup {
-    pub fn param(&self, name: &str) -> Option<&str> {
-        match self {
-            Startup::Session { params, .. } => params
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str()),
-            _ => None,
-        }
-    }
 }
 
 /// The length of the startup packet at the head of `buf` once enough of it is there.
@@ -312,8 +299,6 @@ pub enum Backend<'a> {
     CommandComplete(&'a str),
     Error(Fields),
     Notice,
-    CopyIn,
-    CopyOut,
     /// Anything the gate passes through without looking.
     Other(u8),
 }
@@ -339,8 +324,6 @@ pub fn decode_backend(frame: &[u8]) -> Result<Backend<'_>, WireError> {
         b'C' => Backend::CommandComplete(c.cstr()?),
         b'E' => Backend::Error(decode_fields(body)?),
         b'N' => Backend::Notice,
-        b'G' => Backend::CopyIn,
-        b'H' => Backend::CopyOut,
         other => Backend::Other(other),
     })
 }
@@ -588,6 +571,11 @@ pub fn password_message(data: &[u8]) -> Vec<u8> {
     MessageBuilder::new(Some(b'p')).bytes(data).finish()
 }
 
+/// A PasswordMessage carrying `text` (a cleartext or md5 password) with its terminator.
+pub fn password_text(text: &str) -> Vec<u8> {
+    MessageBuilder::new(Some(b'p')).cstr(text).finish()
+}
+
 pub fn sasl_initial_response(mechanism: &str, data: &[u8]) -> Vec<u8> {
     MessageBuilder::new(Some(b'p'))
         .cstr(mechanism)
@@ -647,9 +635,17 @@ mod tests {
         let packet = startup_message(&[("user", "etl"), ("database", "prod")]);
         assert_eq!(startup_len(&packet).unwrap(), Some(packet.len()));
         let s = decode_startup(&packet).unwrap();
-        assert_eq!(s.param("user"), Some("etl"));
-        assert_eq!(s.param("database"), Some("prod"));
-        assert!(matches!(s, Startup::Session { minor: 0, .. }));
+        let expected = vec![
+            ("user".to_owned(), "etl".to_owned()),
+            ("database".to_owned(), "prod".to_owned()),
+        ];
+        assert_eq!(
+            s,
+            Startup::Session {
+                minor: 0,
+                params: expected
+            }
+        );
     }
 
     #[test]

@@ -103,6 +103,18 @@ fn main() {
     }
 }
 
+impl Ctx {
+    /// Runs `sql` on the upstream directly, as its owner: setting up what a test needs.
+    async fn setup(&self, sql: &str) {
+        self.cluster
+            .direct()
+            .await
+            .batch_execute(sql)
+            .await
+            .unwrap();
+    }
+}
+
 fn table(name: &str) -> String {
     format!("{name}_{}", rand::random::<u32>())
 }
@@ -113,14 +125,9 @@ fn sqlstate(e: &tokio_postgres::Error) -> String {
 
 async fn reads_pass_in_simple_and_extended_protocol(c: &Ctx) {
     let t = table("accounts");
-    c.cluster
-        .direct()
-        .await
-        .batch_execute(&format!(
+    c.setup(&format!(
             "CREATE TABLE {t} (id int primary key, name text); INSERT INTO {t} SELECT g, 'n' || g FROM generate_series(1, 100) g;"
-        ))
-        .await
-        .unwrap();
+        )).await;
     let db = c.gw.connect().await.unwrap();
     let rows = db
         .simple_query(&format!("SELECT count(*) FROM {t}"))
@@ -187,12 +194,7 @@ async fn forbidden_statement_is_refused_with_42501_and_session_stays_usable(c: &
 
 async fn refusal_inside_a_transaction_fails_the_transaction(c: &Ctx) {
     let t = table("tx");
-    c.cluster
-        .direct()
-        .await
-        .batch_execute(&format!("CREATE TABLE {t} (v int)"))
-        .await
-        .unwrap();
+    c.setup(&format!("CREATE TABLE {t} (v int)")).await;
     let db = c.gw.connect().await.unwrap();
     db.batch_execute("BEGIN").await.unwrap();
     db.batch_execute(&format!("INSERT INTO {t} VALUES (1)"))
@@ -220,12 +222,7 @@ async fn refusal_inside_a_transaction_fails_the_transaction(c: &Ctx) {
 
 async fn held_statement_runs_after_approval_through_the_api(c: &Ctx) {
     let t = table("doomed");
-    c.cluster
-        .direct()
-        .await
-        .batch_execute(&format!("CREATE TABLE {t} (v int)"))
-        .await
-        .unwrap();
+    c.setup(&format!("CREATE TABLE {t} (v int)")).await;
     let sql = format!("DROP TABLE {t}");
     let gw = &c.gw;
     let (psql, approve) = tokio::join!(
@@ -274,12 +271,7 @@ async fn held_statement_runs_after_approval_through_the_api(c: &Ctx) {
 
 async fn held_statement_denied_through_the_api_is_42501(c: &Ctx) {
     let t = table("kept");
-    c.cluster
-        .direct()
-        .await
-        .batch_execute(&format!("CREATE TABLE {t} (v int)"))
-        .await
-        .unwrap();
+    c.setup(&format!("CREATE TABLE {t} (v int)")).await;
     let db = c.gw.connect().await.unwrap();
     let sql = format!("TRUNCATE {t}");
     let (r, ()) = tokio::join!(db.batch_execute(&sql), async {
@@ -300,14 +292,10 @@ async fn held_statement_denied_through_the_api_is_42501(c: &Ctx) {
 async fn changed_statement_after_approval_needs_a_new_approval(c: &Ctx) {
     let a = table("a");
     let b = table("b");
-    c.cluster
-        .direct()
-        .await
-        .batch_execute(&format!(
-            "CREATE TABLE {a} (v int); CREATE TABLE {b} (v int)"
-        ))
-        .await
-        .unwrap();
+    c.setup(&format!(
+        "CREATE TABLE {a} (v int); CREATE TABLE {b} (v int)"
+    ))
+    .await;
     let db = c.gw.connect().await.unwrap();
     let sql = format!("DELETE FROM {a}");
     let (r, ()) = tokio::join!(db.batch_execute(&sql), async {
@@ -328,12 +316,7 @@ async fn changed_statement_after_approval_needs_a_new_approval(c: &Ctx) {
 
 async fn extended_protocol_parameters_are_bound_into_the_approval(c: &Ctx) {
     let t = table("params");
-    c.cluster
-        .direct()
-        .await
-        .batch_execute(&format!("CREATE TABLE {t} (v text)"))
-        .await
-        .unwrap();
+    c.setup(&format!("CREATE TABLE {t} (v text)")).await;
     let db = c.gw.connect().await.unwrap();
     // COPY (query) TO STDOUT is an export; the prepared form is held with its parameters.
     let stmt = format!("SELECT $1::text FROM {t} FOR UPDATE");
@@ -355,12 +338,7 @@ async fn extended_protocol_parameters_are_bound_into_the_approval(c: &Ctx) {
 
 async fn client_that_vanishes_while_held_withdraws_its_request(c: &Ctx) {
     let t = table("vanish");
-    c.cluster
-        .direct()
-        .await
-        .batch_execute(&format!("CREATE TABLE {t} (v int)"))
-        .await
-        .unwrap();
+    c.setup(&format!("CREATE TABLE {t} (v int)")).await;
     let mut psql = std::process::Command::new("psql")
         .args(["-X", "-c", &format!("DROP TABLE {t}")])
         .arg(format!(
@@ -384,12 +362,7 @@ async fn client_that_vanishes_while_held_withdraws_its_request(c: &Ctx) {
 
 async fn cancel_request_while_held_withdraws_the_request(c: &Ctx) {
     let t = table("cancelme");
-    c.cluster
-        .direct()
-        .await
-        .batch_execute(&format!("CREATE TABLE {t} (v int)"))
-        .await
-        .unwrap();
+    c.setup(&format!("CREATE TABLE {t} (v int)")).await;
     let db = c.gw.connect().await.unwrap();
     let token = db.cancel_token();
     let sql = format!("DROP TABLE {t}");
@@ -422,12 +395,8 @@ async fn cancel_request_reaches_the_upstream_query(c: &Ctx) {
 async fn copy_in_streams_and_copy_out_is_held(c: &Ctx) {
     use futures_util::SinkExt;
     let t = table("copied");
-    c.cluster
-        .direct()
-        .await
-        .batch_execute(&format!("CREATE TABLE {t} (id int, body text)"))
-        .await
-        .unwrap();
+    c.setup(&format!("CREATE TABLE {t} (id int, body text)"))
+        .await;
     let db = c.gw.connect().await.unwrap();
     let sink = db.copy_in(&format!("COPY {t} FROM STDIN")).await.unwrap();
     futures_util::pin_mut!(sink);
@@ -613,9 +582,26 @@ async fn malformed_input_gets_clear_errors_and_other_sessions_continue(c: &Ctx) 
     }
     let row = db.query_one("SELECT 'still here'", &[]).await.unwrap();
     assert_eq!(row.get::<_, String>(0), "still here");
-    // A message with a huge declared length after login is refused before it is buffered.
-    let (ok, _, _) = c.gw.psql("", AGENT_TOKEN, "SELECT 1");
-    assert!(ok);
+    // After login, a message declaring a huge length is refused from its header, before
+    // anything of it is buffered, and the session ends with a clear error.
+    let mut raw = RawSession::connect(addr).await;
+    raw.send(&[b'Q', 0x7f, 0xff, 0xff, 0xff]).await;
+    let (tag, body) = raw.next().await;
+    assert_eq!(tag, b'E');
+    assert!(
+        String::from_utf8_lossy(&body).contains("message length"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    // A message type the protocol does not have ends it too.
+    let mut raw = RawSession::connect(addr).await;
+    raw.send(&[b'!', 0, 0, 0, 4]).await;
+    let (tag, body) = raw.next().await;
+    assert_eq!(tag, b'E');
+    assert!(String::from_utf8_lossy(&body).contains("unknown message type"));
+    // The session opened at the start still works.
+    let row = db.query_one("SELECT 'still here'", &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "still here");
 }
 
 async fn upstream_down_is_a_clear_fatal_error(c: &Ctx) {
@@ -678,12 +664,8 @@ async fn upstream_over_verified_tls(c: &Ctx) {
 }
 
 async fn configured_classification_reaches_policy(c: &Ctx) {
-    c.cluster
-        .direct()
-        .await
-        .batch_execute("CREATE TABLE IF NOT EXISTS cardholders (id int, pan text)")
-        .await
-        .unwrap();
+    c.setup("CREATE TABLE IF NOT EXISTS cardholders (id int, pan text)")
+        .await;
     let db = c.gw.connect().await.unwrap();
     // Reads pass whatever the classification.
     db.batch_execute("SELECT count(*) FROM cardholders")
@@ -721,12 +703,7 @@ async fn configured_classification_reaches_policy(c: &Ctx) {
 /// failed or was skipped.
 async fn a_parse_the_upstream_did_not_take_never_decides_a_bind(c: &Ctx) {
     let t = table("victim");
-    c.cluster
-        .direct()
-        .await
-        .batch_execute(&format!("CREATE TABLE {t} (v int)"))
-        .await
-        .unwrap();
+    c.setup(&format!("CREATE TABLE {t} (v int)")).await;
     let exists = || async {
         c.cluster
             .direct()

@@ -69,6 +69,7 @@ pub async fn create(
             reason,
             policy_ids,
             grant_id,
+            ..
         } => {
             json!({"outcome": "allow", "reason": reason, "policy_ids": policy_ids, "grant_id": grant_id})
         }
