@@ -150,6 +150,44 @@ const GRANT_RACE_RETRIES: usize = 8;
 /// Longest a decision waits for its audit event to be written before it is a deny.
 pub const DECISION_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
 
+/// The audit record of a decision answered ahead of it (see [`Engine::check_ahead`]).
+#[derive(Debug)]
+#[must_use = "the action's results must not be released before the record is durable"]
+pub struct Logging {
+    reply: oneshot::Receiver<Result<Decided, EngineError>>,
+}
+
+impl Logging {
+    /// Resolves once the record is durable; an error (the store failed, or took longer than
+    /// [`DECISION_DEADLINE`]) means it never will be.
+    pub async fn durable(self) -> Result<(), EngineError> {
+        within_deadline(self.reply).await.map(|_| ())
+    }
+}
+
+/// The writer's answer to a job, or a failure once the decision deadline passes.
+async fn within_deadline<T>(
+    reply: oneshot::Receiver<Result<T, EngineError>>,
+) -> Result<T, EngineError> {
+    match tokio::time::timeout(DECISION_DEADLINE, reply).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(_)) => Err(EngineError::Stopped),
+        Err(_) => Err(EngineError::NotRecorded(format!(
+            "no answer from the store within {}s",
+            DECISION_DEADLINE.as_secs()
+        ))),
+    }
+}
+
+/// The deny for a decision that could not be recorded.
+fn not_recorded(e: &EngineError) -> CheckOutcome {
+    tracing::error!(error = %e, "decision could not be recorded; denying");
+    CheckOutcome::Deny {
+        reason: format!("denied: the decision could not be recorded ({e})"),
+        policy_ids: Vec::new(),
+    }
+}
+
 impl Engine {
     /// Starts the engine on `store` with `policies`: records the policy version, expires what
     /// fell due while the gateway was down, and starts the writer and expiry tasks.
@@ -230,13 +268,40 @@ impl Engine {
     }
 
     /// Decides `attempt` by `principal`, coming in through `channel` (`api`, a gate name, …).
-    /// Never fails: any failure is a deny with the reason.
+    /// Never fails: any failure is a deny with the reason. Answers once the decision's audit
+    /// record is durable.
     pub async fn check(
+        &self,
+        principal: &Principal,
+        attempt: Attempt,
+        channel: &str,
+    ) -> CheckOutcome {
+        self.check_with(principal, attempt, channel, false).await.0
+    }
+
+    /// Like [`Engine::check`], but an allow that changes no state (a plain permit, no grant
+    /// spent) is answered as soon as it is decided, together with the [`Logging`] of its audit
+    /// record. Every other verdict is answered durable, as by `check`, with no `Logging`.
+    ///
+    /// For gates whose action has no effect but the data it returns: the gate may start the
+    /// action at once, and must release none of its results before [`Logging::durable`]
+    /// succeeds (and must end the session if it fails). Commit time then overlaps the action.
+    pub async fn check_ahead(
+        &self,
+        principal: &Principal,
+        attempt: Attempt,
+        channel: &str,
+    ) -> (CheckOutcome, Option<Logging>) {
+        self.check_with(principal, attempt, channel, true).await
+    }
+
+    async fn check_with(
         &self,
         principal: &Principal,
         mut attempt: Attempt,
         channel: &str,
-    ) -> CheckOutcome {
+        ahead: bool,
+    ) -> (CheckOutcome, Option<Logging>) {
         // The attempt is always the authenticated principal's, whatever the caller filled in.
         attempt.principal = principal.reference();
         let policies = self.policies();
@@ -284,29 +349,39 @@ impl Engine {
                 grant: grant.as_ref().map(|g| (g.id.clone(), g.is_single_use())),
                 new_request,
             };
-            let written = tokio::time::timeout(
-                DECISION_DEADLINE,
-                self.submit(|reply| Job::Decision(Box::new(job), reply)),
-            )
-            .await
-            .unwrap_or_else(|_| {
-                Err(EngineError::NotRecorded(format!(
-                    "no answer from the store within {}s",
-                    DECISION_DEADLINE.as_secs()
-                )))
-            });
-            return match (written, verdict) {
+            if ahead && grant.is_none() {
+                if let Verdict::Allow {
+                    reason, policy_ids, ..
+                } = &verdict
+                {
+                    let allow = CheckOutcome::Allow {
+                        reason: reason.clone(),
+                        policy_ids: policy_ids.clone(),
+                        grant_id: None,
+                        digest,
+                    };
+                    return match self
+                        .enqueue(|reply| Job::Decision(Box::new(job), reply))
+                        .await
+                    {
+                        Ok(reply) => (allow, Some(Logging { reply })),
+                        Err(e) => (not_recorded(&e), None),
+                    };
+                }
+            }
+            let written = match self
+                .enqueue(|reply| Job::Decision(Box::new(job), reply))
+                .await
+            {
+                Ok(reply) => within_deadline(reply).await,
+                Err(e) => Err(e),
+            };
+            let outcome = match (written, verdict) {
                 (Err(EngineError::GrantLost(id)), _) => {
                     lost.push(id);
                     continue;
                 }
-                (Err(e), _) => {
-                    tracing::error!(error = %e, "decision could not be recorded; denying");
-                    CheckOutcome::Deny {
-                        reason: format!("denied: the decision could not be recorded ({e})"),
-                        policy_ids: Vec::new(),
-                    }
-                }
+                (Err(e), _) => not_recorded(&e),
                 (Ok(Decided::Held(request)), verdict) => CheckOutcome::Pending {
                     review_url: self.review_url(&request.id),
                     reason: verdict.reason().to_owned(),
@@ -330,11 +405,13 @@ impl Engine {
                     policy_ids: verdict.policy_ids().to_vec(),
                 },
             };
+            return (outcome, None);
         }
-        CheckOutcome::Deny {
+        let outcome = CheckOutcome::Deny {
             reason: "denied: too many concurrent attempts raced for the same grant".into(),
             policy_ids: Vec::new(),
-        }
+        };
+        (outcome, None)
     }
 
     /// Waits until request `id` settles or `timeout` passes, then returns it as it stands.
@@ -507,13 +584,34 @@ impl Engine {
     }
 
     async fn submit<T>(&self, job: impl FnOnce(writer::Reply<T>) -> Job) -> Result<T, EngineError> {
-        let (tx, rx) = oneshot::channel();
-        self.inner
-            .jobs
-            .send(job(tx))
+        self.enqueue(job)
+            .await?
             .await
-            .map_err(|_| EngineError::Stopped)?;
-        rx.await.map_err(|_| EngineError::Stopped)?
+            .map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Hands a job to the writer; the receiver answers once its batch committed (or failed).
+    /// A writer whose queue stays full past the decision deadline counts as failed.
+    async fn enqueue<T>(
+        &self,
+        job: impl FnOnce(writer::Reply<T>) -> Job,
+    ) -> Result<oneshot::Receiver<Result<T, EngineError>>, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        match self
+            .inner
+            .jobs
+            .send_timeout(job(tx), DECISION_DEADLINE)
+            .await
+        {
+            Ok(()) => Ok(rx),
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => Err(EngineError::Stopped),
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                Err(EngineError::NotRecorded(format!(
+                    "the writer took no job within {}s",
+                    DECISION_DEADLINE.as_secs()
+                )))
+            }
+        }
     }
 
     pub async fn request(&self, id: &str) -> Result<ApprovalRequest, EngineError> {

@@ -69,6 +69,7 @@ countersign_store::both_backends!(
     cancel_by_requester_only,
     locked_database_denies_then_recovers,
     policy_can_withhold_the_payload_text,
+    check_ahead_answers_only_plain_allows_early,
 );
 
 async fn verified_records(engine: impl std::borrow::Borrow<Engine>) -> Vec<AuditRecord> {
@@ -592,6 +593,72 @@ async fn store_failure_denies(backend: Backend) {
         }
     }
     assert!(engine.ready().await.is_err());
+    // An allow answered ahead of its record learns that the record failed: the gate must then
+    // withhold the results. Other verdicts are not answered ahead, and deny.
+    let (outcome, logging) = engine
+        .check_ahead(&agent(), attempt("db.read", "prod", "SELECT 2"), "api")
+        .await;
+    if let Some(logging) = logging {
+        assert_eq!(outcome.label(), "allow");
+        assert!(logging.durable().await.is_err(), "a lost record must be reported");
+    } else {
+        assert_eq!(outcome.label(), "deny", "{outcome:?}");
+    }
+    let (outcome, logging) = engine
+        .check_ahead(&agent(), attempt("db.export", "prod", "COPY t TO STDOUT"), "api")
+        .await;
+    assert_eq!(outcome.label(), "deny");
+    assert!(logging.is_none());
+}
+
+async fn check_ahead_answers_only_plain_allows_early(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let engine = start(&db).await;
+    let a = agent();
+    let (outcome, logging) = engine
+        .check_ahead(&a, attempt("db.read", "prod", "SELECT 1"), "api")
+        .await;
+    assert_eq!(outcome.label(), "allow");
+    logging
+        .expect("a plain allow is answered ahead of its record")
+        .durable()
+        .await
+        .unwrap();
+    let records = verified_records(&engine).await;
+    let last_attempt = records
+        .iter()
+        .rev()
+        .map(|r| serde_json::from_str::<serde_json::Value>(&r.event_json).unwrap())
+        .find(|v| v["kind"] == "attempt")
+        .expect("the early allow was recorded");
+    assert_eq!(last_attempt["payload"], "SELECT 1");
+    assert_eq!(last_attempt["verdict"], "allow");
+
+    // Forbidden, default-denied and held attempts are answered durable, with no handle.
+    for (action, payload, label) in [
+        ("db.destructive", "DROP TABLE t", "deny"),
+        ("db.ddl", "CREATE TABLE t ()", "deny"),
+        ("db.export", "COPY t TO STDOUT", "pending"),
+    ] {
+        let (outcome, logging) = engine
+            .check_ahead(&a, attempt(action, "prod", payload), "api")
+            .await;
+        assert_eq!(outcome.label(), label, "{action}");
+        assert!(logging.is_none(), "{action} must not be answered ahead");
+    }
+
+    // An allow that spends a grant changes state: answered only once durable.
+    let copy = attempt("db.export", "prod", "COPY t TO STDOUT");
+    let id = pending_id(&engine.check(&a, copy.clone(), "api").await);
+    vote(&engine, &user("bob", &["owners"]), &id, Decision::Approve)
+        .await
+        .unwrap();
+    let (outcome, logging) = engine.check_ahead(&a, copy, "api").await;
+    assert!(
+        matches!(outcome, CheckOutcome::Allow { grant_id: Some(_), .. }),
+        "{outcome:?}"
+    );
+    assert!(logging.is_none(), "a grant's use is never answered ahead");
 }
 
 async fn broken_reload_keeps_the_previous_set(backend: Backend) {

@@ -22,7 +22,7 @@ use bytes::BytesMut;
 use countersign_core::{
     Action, Attempt, PayloadDigest, Principal, PrincipalRef, RequestStatus, Resource, ResourceRef,
 };
-use countersign_engine::{ActionOutcome, CheckOutcome};
+use countersign_engine::{ActionOutcome, CheckOutcome, Logging};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -525,6 +525,9 @@ struct Shared {
     backslash_escapes: AtomicBool,
     /// The client encoding is not UTF-8: texts with non-ASCII bytes are classified as unknown.
     foreign_encoding: AtomicBool,
+    /// Audit records of reads forwarded before they were durable, in the order sent: the
+    /// forwarder releases nothing to the client until every one of them is.
+    unlogged: Mutex<VecDeque<Logging>>,
 }
 
 impl Default for Shared {
@@ -538,6 +541,7 @@ impl Default for Shared {
             answers: watch::channel(Answers::default()).0,
             backslash_escapes: AtomicBool::default(),
             foreign_encoding: AtomicBool::default(),
+            unlogged: Mutex::default(),
         }
     }
 }
@@ -1029,7 +1033,10 @@ impl Reader {
         let attempt = self.attempt(class, payload);
         // A simple query answers once per statement of its text (an empty text once).
         let answers = class.statements.max(1) as u64;
-        match check(&self.gate, &self.principal, attempt, answers).await {
+        // A read's only effect is the rows it returns, which the forwarder withholds until
+        // the decision is durable: it may run while the decision is being written.
+        let ahead = (class.kind == StatementKind::Read).then_some(&*self.shared);
+        match check(&self.gate, &self.principal, attempt, answers, ahead).await {
             Checked::Decided(d) => Ok(d),
             Checked::Pending {
                 attempt,
@@ -1152,7 +1159,7 @@ impl Reader {
                 request.status.as_str()
             )));
         }
-        match check(&self.gate, &self.principal, attempt, answers).await {
+        match check(&self.gate, &self.principal, attempt, answers, None).await {
             Checked::Decided(d) => Ok(d),
             Checked::Pending { request_id, .. } => Ok(refused(&format!(
                 "approved, but the approval did not cover the statement; a new request {request_id} was opened"
@@ -1161,12 +1168,27 @@ impl Reader {
     }
 }
 
-/// Asks the engine about `attempt`.
-async fn check(gate: &Gate, principal: &Principal, attempt: Attempt, answers: u64) -> Checked {
-    let outcome = gate
-        .engine
-        .check(principal, attempt.clone(), &gate.config.name)
-        .await;
+/// Asks the engine about `attempt`. With `ahead`, an allow may come before its audit record
+/// is durable; the record then joins the session's unlogged ones, which the forwarder waits for.
+async fn check(
+    gate: &Gate,
+    principal: &Principal,
+    attempt: Attempt,
+    answers: u64,
+    ahead: Option<&Shared>,
+) -> Checked {
+    let channel = &gate.config.name;
+    let outcome = match ahead {
+        Some(shared) => {
+            let (outcome, logging) = gate
+                .engine
+                .check_ahead(principal, attempt.clone(), channel)
+                .await;
+            lock(&shared.unlogged).extend(logging);
+            outcome
+        }
+        None => gate.engine.check(principal, attempt.clone(), channel).await,
+    };
     match outcome {
         CheckOutcome::Allow {
             grant_id, digest, ..
@@ -1333,6 +1355,7 @@ impl Forwarder {
                 }
             }
             if !self.out.is_empty() {
+                self.await_records().await?;
                 self.client
                     .write_all(&self.out)
                     .await
@@ -1340,6 +1363,26 @@ impl Forwarder {
                 self.out.clear();
             }
         }
+    }
+
+    /// Waits until the audit records of the reads forwarded ahead of them are durable. Any
+    /// answer in `out` comes from a statement sent before the forwarder read it, whose record
+    /// (if any) was queued before it was sent. A record that cannot be written ends the
+    /// session: the upstream then drops whatever it ran, and the client sees none of it.
+    async fn await_records(&mut self) -> Result<(), End> {
+        let pending: Vec<Logging> = lock(&self.shared.unlogged).drain(..).collect();
+        for logging in pending {
+            if let Err(e) = logging.durable().await {
+                tracing::error!(error = %e, "a read's decision could not be recorded; ending the session");
+                return Err(End::fatal(
+                    "58000",
+                    format!(
+                        "countersign: the decision could not be recorded ({e}); results withheld"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Moves every complete message (and the head of a large one) from `buf` to `out`.

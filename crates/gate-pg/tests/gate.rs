@@ -48,6 +48,7 @@ tests!(
     startup_parameters_that_change_privileges_are_dropped,
     malformed_input_gets_clear_errors_and_other_sessions_continue,
     upstream_down_is_a_clear_fatal_error,
+    reads_whose_decision_cannot_be_recorded_return_nothing,
     upstream_over_verified_tls,
     configured_classification_reaches_policy,
     a_parse_the_upstream_did_not_take_never_decides_a_bind,
@@ -618,6 +619,45 @@ async fn upstream_down_is_a_clear_fatal_error(c: &Ctx) {
         .unwrap_or_else(|| e.to_string());
     assert!(msg.contains("cannot reach the upstream server"), "{msg}");
     // The gate in front of the live cluster is untouched.
+    c.gw.connect()
+        .await
+        .unwrap()
+        .batch_execute("SELECT 1")
+        .await
+        .unwrap();
+}
+
+/// Reads run while their decision is being written, but their rows wait for it: a decision
+/// that cannot be recorded ends the session before any row reaches the client.
+async fn reads_whose_decision_cannot_be_recorded_return_nothing(c: &Ctx) {
+    let gw = Gateway::start(GateOptions {
+        upstream_port: c.cluster.port,
+        upstream_tls_root: None,
+        client_tls: None,
+    })
+    .await;
+    let db = gw.connect().await.unwrap();
+    let row = db.query_one("SELECT 41 + $1::int", &[&1i32]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 42);
+    gw.store.close().await;
+    for sql in ["SELECT 'secret'", "SELECT 'secret', $1::int"] {
+        let fresh = gw.connect().await.unwrap();
+        let result = if sql.contains('$') {
+            fresh.query(sql, &[&7i32]).await.map(|rows| rows.len())
+        } else {
+            fresh.simple_query(sql).await.map(|m| m.len())
+        };
+        let e = result.expect_err("no row may pass without its record");
+        let db_error = e.as_db_error().expect("a server error");
+        assert_eq!(db_error.code().code(), "58000", "{db_error:?}");
+        assert!(
+            db_error.message().contains("could not be recorded"),
+            "{}",
+            db_error.message()
+        );
+        assert!(fresh.is_closed() || fresh.simple_query("SELECT 1").await.is_err());
+    }
+    // The gate in front of a working store is untouched.
     c.gw.connect()
         .await
         .unwrap()

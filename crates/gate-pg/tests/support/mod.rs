@@ -265,6 +265,8 @@ pub fn logins() -> Vec<PgLogin> {
 /// Engine, HTTP API and one gate named `prod` in front of the cluster.
 pub struct Gateway {
     pub engine: Engine,
+    /// The engine's store, for tests that make it fail.
+    pub store: Store,
     pub api: String,
     pub gate: SocketAddr,
     _db: countersign_store::testing::TestDb,
@@ -281,7 +283,7 @@ impl Gateway {
         let db = countersign_store::testing::TestDb::sqlite();
         let store = Store::open(&db.url).await.unwrap();
         let engine = Engine::start(
-            store,
+            store.clone(),
             LoadedPolicies::examples().unwrap(),
             EngineConfig {
                 public_url: "http://127.0.0.1:8480".into(),
@@ -345,6 +347,7 @@ impl Gateway {
         tokio::spawn(gate.serve(listener));
         Gateway {
             engine,
+            store,
             api,
             gate: addr,
             _db: db,
