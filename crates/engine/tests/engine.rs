@@ -600,12 +600,19 @@ async fn store_failure_denies(backend: Backend) {
         .await;
     if let Some(logging) = logging {
         assert_eq!(outcome.label(), "allow");
-        assert!(logging.durable().await.is_err(), "a lost record must be reported");
+        assert!(
+            logging.durable().await.is_err(),
+            "a lost record must be reported"
+        );
     } else {
         assert_eq!(outcome.label(), "deny", "{outcome:?}");
     }
     let (outcome, logging) = engine
-        .check_ahead(&agent(), attempt("db.export", "prod", "COPY t TO STDOUT"), "api")
+        .check_ahead(
+            &agent(),
+            attempt("db.export", "prod", "COPY t TO STDOUT"),
+            "api",
+        )
         .await;
     assert_eq!(outcome.label(), "deny");
     assert!(logging.is_none());
@@ -655,7 +662,13 @@ async fn check_ahead_answers_only_plain_allows_early(backend: Backend) {
         .unwrap();
     let (outcome, logging) = engine.check_ahead(&a, copy, "api").await;
     assert!(
-        matches!(outcome, CheckOutcome::Allow { grant_id: Some(_), .. }),
+        matches!(
+            outcome,
+            CheckOutcome::Allow {
+                grant_id: Some(_),
+                ..
+            }
+        ),
         "{outcome:?}"
     );
     assert!(logging.is_none(), "a grant's use is never answered ahead");

@@ -139,18 +139,24 @@ impl Store {
         // A decision must never wait forever on a lock another process holds: past the
         // timeout the write fails, and the engine denies.
         pool_options = match backend {
-            Backend::Sqlite => pool_options.after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    // WAL lets readers proceed while the writer commits; FULL sync makes a
-                    // commit durable before it returns, which the audit guarantee needs.
-                    conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA synchronous = FULL").await?;
-                    conn.execute("PRAGMA foreign_keys = ON").await?;
-                    let sql = format!("PRAGMA busy_timeout = {lock_ms}");
-                    conn.execute(sqlx::AssertSqlSafe(sql)).await?;
-                    Ok(())
-                })
-            }),
+            // An embedded database has no connection that could go stale; checking one before
+            // each use would cost every batch of the writer a round trip to its thread.
+            Backend::Sqlite => {
+                pool_options
+                    .test_before_acquire(false)
+                    .after_connect(move |conn, _meta| {
+                        Box::pin(async move {
+                            // WAL lets readers proceed while the writer commits; FULL sync makes a
+                            // commit durable before it returns, which the audit guarantee needs.
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute("PRAGMA synchronous = FULL").await?;
+                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                            let sql = format!("PRAGMA busy_timeout = {lock_ms}");
+                            conn.execute(sqlx::AssertSqlSafe(sql)).await?;
+                            Ok(())
+                        })
+                    })
+            }
             Backend::Postgres => pool_options.after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     let sql = format!("SET lock_timeout = {lock_ms}");
