@@ -349,25 +349,27 @@ impl Engine {
                 grant: grant.as_ref().map(|g| (g.id.clone(), g.is_single_use())),
                 new_request,
             };
-            if ahead && grant.is_none() {
-                if let Verdict::Allow {
+            if let (
+                true,
+                None,
+                Verdict::Allow {
                     reason, policy_ids, ..
-                } = &verdict
+                },
+            ) = (ahead, &grant, &verdict)
+            {
+                let allow = CheckOutcome::Allow {
+                    reason: reason.clone(),
+                    policy_ids: policy_ids.clone(),
+                    grant_id: None,
+                    digest,
+                };
+                return match self
+                    .enqueue(|reply| Job::Decision(Box::new(job), reply))
+                    .await
                 {
-                    let allow = CheckOutcome::Allow {
-                        reason: reason.clone(),
-                        policy_ids: policy_ids.clone(),
-                        grant_id: None,
-                        digest,
-                    };
-                    return match self
-                        .enqueue(|reply| Job::Decision(Box::new(job), reply))
-                        .await
-                    {
-                        Ok(reply) => (allow, Some(Logging { reply })),
-                        Err(e) => (not_recorded(&e), None),
-                    };
-                }
+                    Ok(reply) => (allow, Some(Logging { reply })),
+                    Err(e) => (not_recorded(&e), None),
+                };
             }
             let written = match self
                 .enqueue(|reply| Job::Decision(Box::new(job), reply))

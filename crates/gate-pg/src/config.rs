@@ -29,7 +29,18 @@ pub struct PgGateSection {
     /// by qualified name (`public.customers`) or by bare name (`customers`, in any schema).
     #[serde(default)]
     pub tables: BTreeMap<String, Classification>,
+    /// Client sessions served at once; more are refused with SQLSTATE 53300. Each session
+    /// holds an upstream connection and a few buffers.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
+
+fn default_max_connections() -> usize {
+    DEFAULT_MAX_CONNECTIONS
+}
+
+/// Sessions a gate serves at once unless configured otherwise.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -77,6 +88,7 @@ pub struct GateConfig {
     /// TLS offered to clients; `None` answers every SSLRequest with `N`.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub tables: TableClassifications,
+    pub max_connections: usize,
 }
 
 /// Table names to their classification, matched as PostgreSQL folds identifiers.
@@ -117,6 +129,9 @@ impl PgGateSection {
             return Err(invalid(
                 "`name` must be non-empty and contain no `/`".into(),
             ));
+        }
+        if self.max_connections == 0 {
+            return Err(invalid("`max_connections` must be at least 1".into()));
         }
         let url =
             UpstreamUrl::parse(&self.upstream).map_err(|e| invalid(format!("upstream: {e}")))?;
@@ -180,6 +195,7 @@ impl PgGateSection {
                     .map(|(name, c)| (fold_identifiers(name), *c))
                     .collect(),
             ),
+            max_connections: self.max_connections,
         })
     }
 }

@@ -18,7 +18,7 @@ mod tls;
 mod upstream;
 pub mod wire;
 
-pub use config::{ConfigError, GateConfig, PgGateSection};
+pub use config::{ConfigError, DEFAULT_MAX_CONNECTIONS, GateConfig, PgGateSection};
 pub use scram::ScramVerifier;
 
 use countersign_core::ConfiguredPrincipal;
@@ -53,17 +53,20 @@ pub struct Gate {
     shapes: shape::ShapeCache,
     /// Seeds the fake SCRAM salts of unknown users, so that they look like real ones.
     mock_secret: [u8; 32],
+    /// One permit per session served; `max_connections` of them.
+    sessions: Arc<tokio::sync::Semaphore>,
 }
 
 impl Gate {
     pub fn new(config: GateConfig, engine: Engine, logins: Vec<PgLogin>) -> Arc<Gate> {
         Arc::new(Gate {
-            config,
             engine,
             logins,
             cancels: Arc::default(),
             shapes: shape::ShapeCache::new(SHAPE_CACHE_CAPACITY),
             mock_secret: rand::random(),
+            sessions: Arc::new(tokio::sync::Semaphore::new(config.max_connections)),
+            config,
         })
     }
 
@@ -76,9 +79,18 @@ impl Gate {
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
         loop {
             match listener.accept().await {
-                Ok((tcp, peer)) => {
-                    tokio::spawn(session::serve(self.clone(), tcp, peer));
-                }
+                Ok((tcp, peer)) => match self.sessions.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let gate = self.clone();
+                        tokio::spawn(async move {
+                            session::serve(gate, tcp, peer).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => {
+                        tokio::spawn(session::refuse_busy(self.clone(), tcp));
+                    }
+                },
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
                     tracing::error!(gate = %self.config.name, error = %e, "accepting a connection failed");

@@ -35,6 +35,9 @@ use tokio::sync::{mpsc, watch};
 /// How long a client may take from connecting to being authenticated.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long a client the gate has no room for may take to send its start-up message.
+const BUSY_STARTUP_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Startup parameters passed on to the upstream. Anything else — `options`, or a setting such
 /// as `role` given as a parameter — could change the session's privileges before a single
 /// statement is classified, so it is dropped with a notice.
@@ -105,6 +108,21 @@ pub(crate) async fn serve(gate: Arc<Gate>, tcp: TcpStream, peer: SocketAddr) {
             tracing::debug!(%peer, gate = %gate.config.name, "session ended")
         }
         Err(e) => tracing::info!(%peer, gate = %gate.config.name, reason = %e, "session ended"),
+    }
+}
+
+/// Answers a client the gate has no room for as PostgreSQL does: after the start-up
+/// negotiation (so TLS clients read it, and cancel requests still work), with SQLSTATE 53300.
+pub(crate) async fn refuse_busy(gate: Arc<Gate>, tcp: TcpStream) {
+    let _ = tcp.set_nodelay(true);
+    let started = tokio::time::timeout(BUSY_STARTUP_TIMEOUT, start(&gate, tcp)).await;
+    if let Ok(Ok(Some(mut client))) = started {
+        let limit = gate.config.max_connections;
+        let end = End::fatal(
+            "53300",
+            format!("sorry, too many clients already (this gate serves at most {limit} sessions)"),
+        );
+        refuse(&mut client.stream, end).await;
     }
 }
 
@@ -475,6 +493,86 @@ struct Prepared {
     pending: Option<ParseId>,
 }
 
+/// Prepared statements by client name, with the bytes their texts hold: a session may keep
+/// at most [`MAX_NAMED`] names and [`MAX_TEXT_BYTES`] of text.
+#[derive(Debug, Default)]
+struct Statements {
+    by_name: HashMap<Vec<u8>, Prepared>,
+    text_bytes: usize,
+}
+
+impl Statements {
+    fn text(&self, name: &[u8]) -> Option<Arc<[u8]>> {
+        self.by_name.get(name).and_then(|p| p.text.clone())
+    }
+
+    fn pending(&self, name: &[u8]) -> Option<ParseId> {
+        self.by_name.get(name).and_then(|p| p.pending)
+    }
+
+    /// Records the text a Parse sends under `name`, unless that would pass a limit.
+    fn parse(&mut self, name: &[u8], text: &[u8], id: ParseId) -> Result<(), End> {
+        let replaced = self.by_name.get(name).map(Prepared::bytes);
+        if replaced.is_none() && self.by_name.len() >= MAX_NAMED {
+            return Err(End::fatal(
+                "53400",
+                format!("too many prepared statements (at most {MAX_NAMED})"),
+            ));
+        }
+        let bytes = self.text_bytes - replaced.unwrap_or(0) + text.len();
+        if bytes > MAX_TEXT_BYTES {
+            return Err(End::fatal(
+                "53400",
+                format!(
+                    "prepared statement texts would take more than {} MiB",
+                    MAX_TEXT_BYTES >> 20
+                ),
+            ));
+        }
+        self.text_bytes = bytes;
+        self.by_name.insert(
+            name.to_vec(),
+            Prepared {
+                text: Some(Arc::from(text)),
+                pending: Some(id),
+            },
+        );
+        Ok(())
+    }
+
+    fn remove(&mut self, name: &[u8]) {
+        if let Some(p) = self.by_name.remove(name) {
+            self.text_bytes -= p.bytes();
+        }
+    }
+
+    /// The upstream answered the Parse `id` of `name`: its text counts if it took effect.
+    fn settle(&mut self, name: &[u8], id: ParseId, took_effect: bool) {
+        // Only the name's latest Parse sets what the gate believes it holds.
+        if let Some(entry) = self.by_name.get_mut(name).filter(|e| e.pending == Some(id)) {
+            entry.pending = None;
+            if !took_effect {
+                self.text_bytes -= entry.bytes();
+                entry.text = None;
+            }
+        }
+    }
+
+    /// The gate no longer vouches for any text (SQL may have replaced them).
+    fn forget_texts(&mut self) {
+        for p in self.by_name.values_mut() {
+            p.text = None;
+        }
+        self.text_bytes = 0;
+    }
+}
+
+impl Prepared {
+    fn bytes(&self) -> usize {
+        self.text.as_ref().map_or(0, |t| t.len())
+    }
+}
+
 /// One Parse sent upstream: a sequence number and the unit it went out in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ParseId {
@@ -513,7 +611,7 @@ struct Shared {
     /// Prepared statements by client name. A Parse counts only once the upstream confirmed it
     /// (ParseComplete): a failed or skipped Parse must not let a Bind be decided on a text the
     /// upstream does not hold.
-    statements: Mutex<HashMap<Vec<u8>, Prepared>>,
+    statements: Mutex<Statements>,
     parses: Mutex<VecDeque<SentParse>>,
     /// How many units the upstream has answered, confirmations applied.
     units_done: watch::Sender<u64>,
@@ -696,6 +794,13 @@ const CLASSIFY_INLINE_MAX: usize = 16 * 1024;
 /// keeps each one's text in memory.
 const MAX_NAMED: usize = 10_000;
 
+/// Bytes of prepared statement text a session may keep.
+const MAX_TEXT_BYTES: usize = 64 << 20;
+
+/// Statements a session may have forwarded and not yet seen answered. The upstream answers as
+/// it goes, so only a client that never reads its answers gets near this.
+const MAX_UNANSWERED: usize = 100_000;
+
 impl Reader {
     async fn run(&mut self) -> Result<(), End> {
         loop {
@@ -732,12 +837,22 @@ impl Reader {
         Ok(())
     }
 
-    fn expect(&self, statement: Option<Arc<Forwarded>>, simple: bool) {
-        lock(&self.shared.expected).push_back(Expect {
+    fn expect(&self, statement: Option<Arc<Forwarded>>, simple: bool) -> Result<(), End> {
+        let mut expected = lock(&self.shared.expected);
+        if expected.len() >= MAX_UNANSWERED {
+            return Err(End::fatal(
+                "54000",
+                format!(
+                    "more than {MAX_UNANSWERED} statements sent and not yet answered; read the answers before sending more"
+                ),
+            ));
+        }
+        expected.push_back(Expect {
             unit: self.units_sent,
             statement,
             simple,
         });
+        Ok(())
     }
 
     /// Handles one client message; `false` once the client said goodbye.
@@ -763,7 +878,7 @@ impl Reader {
         match message {
             Frontend::Query(sql) => {
                 let disposition = self.decide(sql, None).await?;
-                self.send_unit(frame, disposition);
+                self.send_unit(frame, disposition)?;
             }
             Frontend::FunctionCall { oid } => {
                 // The arguments travel with the call: the payload holds the whole message.
@@ -771,32 +886,18 @@ impl Reader {
                     serde_json::json!({ "function_call": oid, "message": hex::encode(frame) });
                 let class = Classification::unknown("a fast-path function call".into(), 1);
                 let disposition = self.decide_payload(&class, payload).await?;
-                self.send_unit(frame, disposition);
+                self.send_unit(frame, disposition)?;
             }
             Frontend::Parse { name, sql } => {
                 self.settle_parse_of(name).await?;
-                let mut statements = lock(&self.shared.statements);
-                if statements.len() >= MAX_NAMED && !statements.contains_key(name) {
-                    return Err(End::fatal(
-                        "53400",
-                        format!("too many prepared statements (at most {MAX_NAMED})"),
-                    ));
-                }
                 // Binds later in this unit may use the text: if this Parse fails, the upstream
                 // skips them too. Later units wait for the confirmation.
-                self.parses_sent += 1;
                 let id = ParseId {
-                    seq: self.parses_sent,
+                    seq: self.parses_sent + 1,
                     unit: self.units_sent,
                 };
-                statements.insert(
-                    name.to_vec(),
-                    Prepared {
-                        text: Some(Arc::from(sql)),
-                        pending: Some(id),
-                    },
-                );
-                drop(statements);
+                lock(&self.shared.statements).parse(name, sql, id)?;
+                self.parses_sent += 1;
                 lock(&self.shared.parses).push_back(SentParse {
                     id,
                     name: name.to_vec(),
@@ -811,9 +912,7 @@ impl Reader {
             } => {
                 let params = render_params(&formats, &params);
                 self.settle_parse_of(statement).await?;
-                let text = lock(&self.shared.statements)
-                    .get(statement)
-                    .and_then(|p| p.text.clone());
+                let text = lock(&self.shared.statements).text(statement);
                 let disposition = match text {
                     Some(sql) => self.decide(&sql, Some(params)).await?,
                     None => {
@@ -846,7 +945,7 @@ impl Reader {
             Frontend::Execute { portal } => {
                 let statement = self.portals.get(portal).cloned().flatten();
                 let copy_in = statement.as_ref().is_some_and(|f| f.may_copy_in);
-                self.expect(statement, false);
+                self.expect(statement, false)?;
                 self.executes_in_unit += 1;
                 self.sent_statement(1, copy_in);
                 self.out.extend_from_slice(frame);
@@ -891,21 +990,22 @@ impl Reader {
     /// Sends a message that is a unit of its own (a simple query or a function call), or its
     /// refusal: a text that fails to parse upstream whatever state the session is in, naming
     /// the marker the forwarder recognises.
-    fn send_unit(&mut self, frame: &[u8], disposition: Disposition) {
+    fn send_unit(&mut self, frame: &[u8], disposition: Disposition) -> Result<(), End> {
         match disposition {
             Disposition::Forward(f) => {
                 let (answers, copy_in) = (f.answers, f.may_copy_in);
-                self.expect(Some(f), true);
+                self.expect(Some(f), true)?;
                 self.sent_statement(answers, copy_in);
                 self.out.extend_from_slice(frame);
             }
             Disposition::Refuse { code, message } => {
                 let marker = self.refusal(code, message);
-                self.expect(None, true);
+                self.expect(None, true)?;
                 self.out.extend(wire::query(&format!("\"{marker}\"")));
             }
         }
         self.units_sent += 1;
+        Ok(())
     }
 
     /// Counts a forwarded statement; one that may be COPY FROM STDIN is watched, since its
@@ -945,8 +1045,7 @@ impl Reader {
     /// not answered yet, until that answer says whether it took effect.
     async fn settle_parse_of(&mut self, name: &[u8]) -> Result<(), End> {
         let pending = lock(&self.shared.statements)
-            .get(name)
-            .and_then(|p| p.pending)
+            .pending(name)
             .map(|id| id.unit)
             .filter(|&unit| unit < self.units_sent);
         if let Some(unit) = pending {
@@ -1017,9 +1116,7 @@ impl Reader {
             .decide_payload(&class, serde_json::Value::Object(payload))
             .await?;
         if replaces_prepared && matches!(disposition, Disposition::Forward(_)) {
-            for p in lock(&self.shared.statements).values_mut() {
-                p.text = None;
-            }
+            lock(&self.shared.statements).forget_texts();
         }
         Ok(disposition)
     }
@@ -1507,18 +1604,8 @@ impl Forwarder {
             let Some(parse) = parses.pop_front() else {
                 break;
             };
-            let took_effect = confirmed > 0;
+            statements.settle(&parse.name, parse.id, confirmed > 0);
             confirmed = confirmed.saturating_sub(1);
-            // Only the name's latest Parse sets what the gate believes it holds.
-            if let Some(entry) = statements
-                .get_mut(&parse.name)
-                .filter(|e| e.pending == Some(parse.id))
-            {
-                entry.pending = None;
-                if !took_effect {
-                    entry.text = None;
-                }
-            }
         }
     }
 
@@ -1591,5 +1678,63 @@ impl Forwarder {
                 tracing::error!(error = %e, "logging a statement's outcome failed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(seq: u64) -> ParseId {
+        ParseId { seq, unit: 0 }
+    }
+
+    fn sum(s: &Statements) -> usize {
+        s.by_name.values().map(Prepared::bytes).sum()
+    }
+
+    #[test]
+    fn statement_text_bytes_follow_every_change_and_are_bounded() {
+        let mut s = Statements::default();
+        s.parse(b"a", b"SELECT 1", id(1)).unwrap();
+        s.parse(b"b", b"SELECT 22", id(2)).unwrap();
+        assert_eq!((s.text_bytes, sum(&s)), (17, 17));
+        // A name parsed again counts its new text only.
+        s.parse(b"a", b"SELECT 333", id(3)).unwrap();
+        assert_eq!((s.text_bytes, sum(&s)), (19, 19));
+        // An older Parse of a name settles nothing; the latest one that failed drops its text.
+        s.settle(b"a", id(1), false);
+        assert_eq!(s.text(b"a").as_deref(), Some(&b"SELECT 333"[..]));
+        s.settle(b"a", id(3), false);
+        assert_eq!((s.text(b"a"), s.text_bytes, sum(&s)), (None, 9, 9));
+        s.remove(b"b");
+        assert_eq!(s.text_bytes, 0);
+        s.parse(b"c", b"SELECT 4", id(4)).unwrap();
+        s.forget_texts();
+        assert_eq!((s.text_bytes, sum(&s), s.text(b"c")), (0, 0, None));
+
+        let half = vec![b' '; MAX_TEXT_BYTES / 2];
+        s.parse(b"big1", &half, id(5)).unwrap();
+        s.parse(b"big2", &half, id(6)).unwrap();
+        assert!(
+            s.parse(b"big3", b"x", id(7)).is_err(),
+            "past the byte budget"
+        );
+        // Replacing a text within the budget is fine, and a refused Parse changed nothing.
+        s.parse(b"big2", b"SELECT 1", id(8)).unwrap();
+        assert_eq!(s.text_bytes, sum(&s));
+        assert!(s.text(b"big3").is_none());
+    }
+
+    #[test]
+    fn statement_names_are_bounded() {
+        let mut s = Statements::default();
+        for n in 0..MAX_NAMED {
+            s.parse(n.to_string().as_bytes(), b"", id(n as u64))
+                .unwrap();
+        }
+        assert!(s.parse(b"one more", b"", id(0)).is_err());
+        // An existing name may still be parsed again.
+        s.parse(b"0", b"SELECT 1", id(0)).unwrap();
     }
 }

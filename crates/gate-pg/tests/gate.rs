@@ -49,6 +49,7 @@ tests!(
     malformed_input_gets_clear_errors_and_other_sessions_continue,
     upstream_down_is_a_clear_fatal_error,
     reads_whose_decision_cannot_be_recorded_return_nothing,
+    sessions_beyond_the_cap_are_refused_with_53300,
     upstream_over_verified_tls,
     configured_classification_reaches_policy,
     a_parse_the_upstream_did_not_take_never_decides_a_bind,
@@ -67,6 +68,7 @@ fn main() {
         upstream_port: cluster.port,
         upstream_tls_root: None,
         client_tls: Some(&certs),
+        max_connections: None,
     }));
     let ctx = Ctx { cluster, certs, gw };
     let mut failed = Vec::new();
@@ -600,6 +602,19 @@ async fn malformed_input_gets_clear_errors_and_other_sessions_continue(c: &Ctx) 
     let (tag, body) = raw.next().await;
     assert_eq!(tag, b'E');
     assert!(String::from_utf8_lossy(&body).contains("unknown message type"));
+    // A client that sends statement after statement and never reads an answer is stopped
+    // at the gate's bound instead of growing its memory.
+    let mut raw = RawSession::connect(addr).await;
+    raw.send(&msg::execute().repeat(100_001)).await;
+    let mut ended = None;
+    while ended.is_none() {
+        let (tag, body) = raw.next().await;
+        let text = String::from_utf8_lossy(&body).into_owned();
+        if tag == b'E' && text.contains("54000") {
+            ended = Some(text);
+        }
+    }
+    assert!(ended.unwrap().contains("not yet answered"));
     // The session opened at the start still works.
     let row = db.query_one("SELECT 'still here'", &[]).await.unwrap();
     assert_eq!(row.get::<_, String>(0), "still here");
@@ -610,6 +625,7 @@ async fn upstream_down_is_a_clear_fatal_error(c: &Ctx) {
         upstream_port: free_port(),
         upstream_tls_root: None,
         client_tls: None,
+        max_connections: None,
     })
     .await;
     let e = dead.connect().await.err().unwrap();
@@ -634,6 +650,7 @@ async fn reads_whose_decision_cannot_be_recorded_return_nothing(c: &Ctx) {
         upstream_port: c.cluster.port,
         upstream_tls_root: None,
         client_tls: None,
+        max_connections: None,
     })
     .await;
     let db = gw.connect().await.unwrap();
@@ -666,12 +683,52 @@ async fn reads_whose_decision_cannot_be_recorded_return_nothing(c: &Ctx) {
         .unwrap();
 }
 
+async fn sessions_beyond_the_cap_are_refused_with_53300(c: &Ctx) {
+    let gw = Gateway::start(GateOptions {
+        upstream_port: c.cluster.port,
+        upstream_tls_root: None,
+        client_tls: None,
+        max_connections: Some(2),
+    })
+    .await;
+    let first = gw.connect().await.unwrap();
+    let second = gw.connect().await.unwrap();
+    let e = gw
+        .connect()
+        .await
+        .err()
+        .expect("a third session is refused");
+    let db_error = e.as_db_error().expect("a server error");
+    assert_eq!(db_error.code().code(), "53300", "{db_error:?}");
+    assert!(
+        db_error.message().contains("too many clients"),
+        "{db_error:?}"
+    );
+    // The sessions being served are untouched, and a slot that frees up is used again.
+    second.batch_execute("SELECT 1").await.unwrap();
+    drop(first);
+    let mut third = None;
+    for _ in 0..50 {
+        if let Ok(client) = gw.connect().await {
+            third = Some(client);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    third
+        .expect("a freed slot takes a new session")
+        .batch_execute("SELECT 1")
+        .await
+        .unwrap();
+}
+
 async fn upstream_over_verified_tls(c: &Ctx) {
     let root = c.certs.path("ca.pem");
     let tls = Gateway::start(GateOptions {
         upstream_port: c.cluster.port,
         upstream_tls_root: Some(&root),
         client_tls: None,
+        max_connections: None,
     })
     .await;
     let db = tls.connect().await.unwrap();
@@ -693,6 +750,7 @@ async fn upstream_over_verified_tls(c: &Ctx) {
         upstream_port: c.cluster.port,
         upstream_tls_root: Some(&wrong_root),
         client_tls: None,
+        max_connections: None,
     })
     .await;
     let e = bad.connect().await.err().unwrap();

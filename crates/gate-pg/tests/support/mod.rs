@@ -276,6 +276,8 @@ pub struct GateOptions<'a> {
     pub upstream_port: u16,
     pub upstream_tls_root: Option<&'a Path>,
     pub client_tls: Option<&'a Certs>,
+    /// The gate's session cap; the default when `None`.
+    pub max_connections: Option<usize>,
 }
 
 impl Gateway {
@@ -340,6 +342,9 @@ impl Gateway {
                 countersign_core::Classification::Restricted,
             )]
             .into(),
+            max_connections: options
+                .max_connections
+                .unwrap_or(countersign_gate_pg::DEFAULT_MAX_CONNECTIONS),
         };
         let gate = Gate::new(section.resolve().unwrap(), engine.clone(), logins);
         let listener = gate.bind().await.unwrap();
