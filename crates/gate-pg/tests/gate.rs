@@ -693,11 +693,9 @@ async fn sessions_beyond_the_cap_are_refused_with_53300(c: &Ctx) {
     .await;
     let first = gw.connect().await.unwrap();
     let second = gw.connect().await.unwrap();
-    let e = gw
-        .connect()
-        .await
-        .err()
-        .expect("a third session is refused");
+    let Err(e) = gw.connect().await else {
+        panic!("a third session is refused");
+    };
     let db_error = e.as_db_error().expect("a server error");
     assert_eq!(db_error.code().code(), "53300", "{db_error:?}");
     assert!(
