@@ -19,6 +19,19 @@ pub struct ApprovalRule {
     pub policy_id: String,
     pub groups: BTreeSet<String>,
     pub quorum: u32,
+    /// `@break_glass("true")`: the requester may approve past this rule alone, with a written
+    /// reason (see `ApprovalRequest::cast_vote`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub break_glass: bool,
+}
+
+/// `@escalate("30m:security-oncall")`: when a request is still pending `after_ms` after it was
+/// made, `groups` are asked too, and count towards the quorum of the policy that escalated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Escalation {
+    pub policy_id: String,
+    pub after_ms: u64,
+    pub groups: BTreeSet<String>,
 }
 
 /// Everything an approval request needs to settle: every rule must hold.
@@ -28,18 +41,60 @@ pub struct Requirements {
     pub grant: GrantShape,
     /// How long the request may stay pending, from its creation.
     pub timeout_ms: u64,
+    /// Further groups asked when no decision came in time, earliest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub escalations: Vec<Escalation>,
+    /// Reviewers are reminded this long before the request expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remind_before_ms: Option<u64>,
+    /// `@require_reason("deny")`: a deny must say why.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deny_reason_required: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Requirements {
+    /// Plain requirements: no escalation, reminder or reason rule.
+    pub fn new(rules: Vec<ApprovalRule>, grant: GrantShape, timeout_ms: u64) -> Requirements {
+        Requirements {
+            rules,
+            grant,
+            timeout_ms,
+            escalations: Vec::new(),
+            remind_before_ms: None,
+            deny_reason_required: false,
+        }
+    }
+
     /// Combines the requirements of several matching policies: all rules must hold, the
-    /// narrowest grant and the shortest timeout apply.
+    /// narrowest grant and the shortest timeout apply; every escalation stays (earliest first),
+    /// the earliest reminder applies, and any policy can demand a reason for a deny.
     pub fn combine(parts: impl IntoIterator<Item = Requirements>) -> Option<Requirements> {
         parts.into_iter().reduce(|mut acc, next| {
             acc.rules.extend(next.rules);
             acc.grant = acc.grant.narrowest(next.grant);
             acc.timeout_ms = acc.timeout_ms.min(next.timeout_ms);
+            acc.escalations.extend(next.escalations);
+            acc.escalations.sort_by_key(|e| e.after_ms);
+            acc.remind_before_ms = acc.remind_before_ms.max(next.remind_before_ms);
+            acc.deny_reason_required |= next.deny_reason_required;
             acc
         })
+    }
+
+    /// Whether every rule lets the requester break glass: one rule without it keeps its quorum.
+    pub fn break_glass_allowed(&self) -> Result<(), String> {
+        match self.rules.iter().find(|r| !r.break_glass) {
+            None if !self.rules.is_empty() => Ok(()),
+            None => Err("no approval rule allows break-glass".into()),
+            Some(rule) => Err(format!(
+                "policy `{}` does not allow break-glass (@break_glass(\"true\")); its reviewers must approve",
+                rule.policy_id
+            )),
+        }
     }
 
     /// Every group whose members may review.
@@ -188,15 +243,16 @@ mod tests {
     use super::*;
 
     fn reqs(group: &str, quorum: u32, grant: GrantShape, timeout_ms: u64) -> Requirements {
-        Requirements {
-            rules: vec![ApprovalRule {
+        Requirements::new(
+            vec![ApprovalRule {
                 policy_id: format!("needs-{group}"),
                 groups: [group.to_owned()].into(),
                 quorum,
+                break_glass: false,
             }],
             grant,
             timeout_ms,
-        }
+        )
     }
 
     fn ids(v: &[&str]) -> Vec<String> {
@@ -304,5 +360,48 @@ mod tests {
             GrantShape::Once
         );
         assert_eq!(Requirements::combine(Vec::new()), None);
+    }
+
+    #[test]
+    fn combined_escalations_reminders_and_reason_rules() {
+        let mut a = reqs("owners", 1, GrantShape::Once, 3_600_000);
+        a.escalations.push(Escalation {
+            policy_id: "a".into(),
+            after_ms: 1_800_000,
+            groups: ["oncall".to_string()].into(),
+        });
+        a.remind_before_ms = Some(60_000);
+        let mut b = reqs("security", 1, GrantShape::Once, 3_600_000);
+        b.escalations.push(Escalation {
+            policy_id: "b".into(),
+            after_ms: 600_000,
+            groups: ["cso".to_string()].into(),
+        });
+        b.remind_before_ms = Some(300_000);
+        b.deny_reason_required = true;
+        let c = Requirements::combine([a, b]).unwrap();
+        assert_eq!(
+            c.escalations.iter().map(|e| e.after_ms).collect::<Vec<_>>(),
+            [600_000, 1_800_000]
+        );
+        assert_eq!(c.remind_before_ms, Some(300_000));
+        assert!(c.deny_reason_required);
+    }
+
+    #[test]
+    fn break_glass_needs_every_rule_to_allow_it() {
+        let mut a = reqs("owners", 2, GrantShape::Once, 10);
+        assert!(a.break_glass_allowed().is_err());
+        a.rules[0].break_glass = true;
+        assert_eq!(a.break_glass_allowed(), Ok(()));
+        let b = reqs("security", 1, GrantShape::Once, 10);
+        let c = Requirements::combine([a, b]).unwrap();
+        let err = c.break_glass_allowed().unwrap_err();
+        assert!(err.contains("needs-security"), "{err}");
+        assert!(
+            Requirements::new(Vec::new(), GrantShape::Once, 1)
+                .break_glass_allowed()
+                .is_err()
+        );
     }
 }

@@ -10,6 +10,7 @@ pub mod credential;
 pub mod decision;
 pub mod digest;
 pub mod grant;
+pub mod notice;
 pub mod principal;
 pub mod request;
 pub mod time;
@@ -18,11 +19,13 @@ pub use attempt::{
     Action, ActionError, Attempt, Classification, Resource, ResourceRef, person_key, same_person,
 };
 pub use credential::{ConfiguredPrincipal, authenticate};
-pub use decision::{ApprovalRule, PolicyOutcome, Requirements, Verdict, decide};
+pub use decision::{ApprovalRule, Escalation, PolicyOutcome, Requirements, Verdict, decide};
 pub use digest::PayloadDigest;
 pub use grant::{Grant, GrantScope, GrantShape, GrantStatus};
+pub use notice::{NoticeKind, RequestNotice};
 pub use principal::{Principal, PrincipalKind, PrincipalRef};
 pub use request::{
-    ApprovalRequest, CancelError, Decision, RequestStatus, Vote, VoteError, VoteOutcome,
+    ApprovalRequest, BREAK_GLASS_MIN_REASON, CancelError, Decision, RequestStatus, Vote, VoteError,
+    VoteOutcome,
 };
 pub use time::{Timestamp, parse_duration_ms};

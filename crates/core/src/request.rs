@@ -8,10 +8,17 @@
 //! - one deny settles the request as denied;
 //! - every rule's quorum counts distinct people from that rule's groups, so a person in two
 //!   eligible groups counts once;
-//! - nothing is accepted after settlement or after the deadline.
+//! - nothing is accepted after settlement or after the deadline;
+//! - a deny carries a reason where policy demands one (`@require_reason("deny")`);
+//! - break-glass, the one exception to self-approval: where every matching rule allows it
+//!   (`@break_glass("true")`), the requesting *person* may approve their own request alone,
+//!   with a written reason of at least [`BREAK_GLASS_MIN_REASON`] characters. The vote is
+//!   flagged, so the request can be reviewed after the fact;
+//! - escalation: once an `@escalate` deadline passes on a pending request, its groups may vote
+//!   too, and count towards the quorum of the policy that escalated.
 
 use crate::attempt::{Attempt, person_key, same_person};
-use crate::decision::Requirements;
+use crate::decision::{Escalation, Requirements};
 use crate::digest::PayloadDigest;
 use crate::principal::{Principal, PrincipalKind, PrincipalRef};
 use crate::time::Timestamp;
@@ -99,7 +106,21 @@ pub struct Vote {
     /// Where the vote came from: `api`, `cli`, `slack`, `console`, …
     pub channel: String,
     pub cast_at: Timestamp,
+    /// The requester approving their own request under a break-glass policy.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub break_glass: bool,
 }
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Shortest reason, in characters (surrounding space aside), that a break-glass approval needs.
+pub const BREAK_GLASS_MIN_REASON: usize = 20;
 
 /// Why a vote was refused. Each way a vote can be wrong has its own variant, so every channel
 /// can tell the reviewer exactly what happened.
@@ -117,6 +138,10 @@ pub enum VoteError {
     NotEligible(String),
     #[error("{0} has already voted on this request")]
     DuplicateVote(String),
+    #[error("the policy requires a reason for a deny")]
+    ReasonRequired,
+    #[error("break-glass refused: {0}")]
+    BreakGlass(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -154,9 +179,78 @@ pub struct ApprovalRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancelled_by: Option<PrincipalRef>,
     pub votes: Vec<Vote>,
+    /// How many of `requirements.escalations` (earliest first) have fallen due.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub escalations_fired: u32,
 }
 
 impl ApprovalRequest {
+    /// The escalations that have fallen due.
+    pub fn fired_escalations(&self) -> &[Escalation] {
+        let n = (self.escalations_fired as usize).min(self.requirements.escalations.len());
+        &self.requirements.escalations[..n]
+    }
+
+    /// Every group whose members may vote now: the rules' groups and those escalated to.
+    pub fn eligible_groups(&self) -> BTreeSet<String> {
+        let mut groups = self.requirements.eligible_groups();
+        for e in self.fired_escalations() {
+            groups.extend(e.groups.iter().cloned());
+        }
+        groups
+    }
+
+    /// The groups whose approvals count for `rule`: its own, plus those its policy escalated to.
+    fn rule_groups(&self, rule: &crate::decision::ApprovalRule) -> BTreeSet<String> {
+        let mut groups = rule.groups.clone();
+        for e in self.fired_escalations() {
+            if e.policy_id == rule.policy_id {
+                groups.extend(e.groups.iter().cloned());
+            }
+        }
+        groups
+    }
+
+    /// When the next escalation falls due, while the request is pending.
+    pub fn next_escalation_at(&self) -> Option<Timestamp> {
+        if self.status.is_settled() {
+            return None;
+        }
+        self.requirements
+            .escalations
+            .get(self.escalations_fired as usize)
+            .map(|e| self.created_at.plus_ms(e.after_ms))
+            .filter(|t| *t < self.expires_at)
+    }
+
+    /// Fires every escalation due at `now` on a pending request; returns those it fired.
+    pub fn escalate_if_due(&mut self, now: Timestamp) -> Vec<Escalation> {
+        let mut fired = Vec::new();
+        while let Some(at) = self.next_escalation_at() {
+            if at > now {
+                break;
+            }
+            fired.push(self.requirements.escalations[self.escalations_fired as usize].clone());
+            self.escalations_fired += 1;
+        }
+        fired
+    }
+
+    /// When reviewers are reminded, if the policy asks for it and there is time for it.
+    pub fn reminder_at(&self) -> Option<Timestamp> {
+        let before = self.requirements.remind_before_ms?;
+        let at = self
+            .expires_at
+            .millis()
+            .checked_sub(i64::try_from(before).ok()?)?;
+        (at > self.created_at.millis()).then_some(Timestamp(at))
+    }
+
+    /// Whether a break-glass approval settled this request.
+    pub fn broke_glass(&self) -> bool {
+        self.votes.iter().any(|v| v.break_glass)
+    }
+
     /// Whether `who` may vote on this request at all (ignoring its state): a person, not a
     /// requester, in some eligible group.
     pub fn eligibility(&self, who: &Principal) -> Result<(), VoteError> {
@@ -169,7 +263,7 @@ impl ApprovalRequest {
                 who.reference()
             )));
         }
-        let groups = self.requirements.eligible_groups();
+        let groups = self.eligible_groups();
         if !who.in_any(&groups) {
             return Err(VoteError::NotEligible(format!(
                 "{} is not in a reviewer group of this request ({})",
@@ -181,20 +275,26 @@ impl ApprovalRequest {
     }
 
     /// Applies `vote` by `voter` at `now`. On error the request is left untouched.
+    ///
+    /// A vote flagged `break_glass` follows [`ApprovalRequest::break_glass`]'s rules instead.
     pub fn cast_vote(
         &mut self,
         voter: &Principal,
         vote: Vote,
         now: Timestamp,
     ) -> Result<VoteOutcome, VoteError> {
+        if vote.break_glass {
+            return self.break_glass(voter, vote, now);
+        }
         // Who may vote is checked before the request's state, so someone who may not vote
         // learns nothing about where the request stands.
         self.eligibility(voter)?;
-        if self.status.is_settled() {
-            return Err(VoteError::AlreadySettled(self.status));
-        }
-        if now >= self.expires_at {
-            return Err(VoteError::Expired);
+        self.check_open(now)?;
+        if vote.decision == Decision::Deny
+            && self.requirements.deny_reason_required
+            && vote.reason.as_deref().is_none_or(|r| r.trim().is_empty())
+        {
+            return Err(VoteError::ReasonRequired);
         }
         if self
             .votes
@@ -220,12 +320,64 @@ impl ApprovalRequest {
         })
     }
 
-    /// Whether every rule has its quorum of distinct approving people from its groups.
+    fn check_open(&self, now: Timestamp) -> Result<(), VoteError> {
+        if self.status.is_settled() {
+            return Err(VoteError::AlreadySettled(self.status));
+        }
+        if now >= self.expires_at {
+            return Err(VoteError::Expired);
+        }
+        Ok(())
+    }
+
+    /// The requester's own approval under break-glass: only a person who is the requester (or
+    /// the user an agent acts for), only an approve, only where every rule allows it, and only
+    /// with a reason of at least [`BREAK_GLASS_MIN_REASON`] characters. It settles the request
+    /// as approved at once.
+    fn break_glass(
+        &mut self,
+        voter: &Principal,
+        vote: Vote,
+        now: Timestamp,
+    ) -> Result<VoteOutcome, VoteError> {
+        let refuse = |why: &str| Err(VoteError::BreakGlass(why.to_owned()));
+        if !self.attempt.is_requester(&voter.reference()) {
+            // Whoever else may see the request is refused as for any vote they may not cast.
+            self.eligibility(voter)?;
+            return refuse("only the requester may break glass; reviewers vote as usual");
+        }
+        if voter.kind != PrincipalKind::User {
+            return refuse("only a person may break glass, never an agent");
+        }
+        if vote.decision != Decision::Approve {
+            return refuse("break-glass approves; to withdraw a request, cancel it");
+        }
+        self.check_open(now)?;
+        self.requirements
+            .break_glass_allowed()
+            .map_err(VoteError::BreakGlass)?;
+        let written = vote
+            .reason
+            .as_deref()
+            .map_or(0, |r| r.trim().chars().count());
+        if written < BREAK_GLASS_MIN_REASON {
+            return Err(VoteError::BreakGlass(format!(
+                "a reason of at least {BREAK_GLASS_MIN_REASON} characters is required ({written} given)"
+            )));
+        }
+        self.votes.push(vote);
+        self.status = RequestStatus::Approved;
+        self.settled_at = Some(now);
+        Ok(VoteOutcome::Settled(RequestStatus::Approved))
+    }
+
+    /// Whether every rule has its quorum of distinct approving people from its groups (and
+    /// the groups its policy escalated to).
     pub fn quorum_met(&self) -> bool {
         self.requirements
             .rules
             .iter()
-            .all(|rule| self.approvals_for(&rule.groups) >= rule.quorum as usize)
+            .all(|rule| self.approvals_for(&self.rule_groups(rule)) >= rule.quorum as usize)
     }
 
     /// Distinct people who approved and belonged to one of `groups` when they voted.
@@ -284,6 +436,7 @@ mod tests {
             policy_id: "p".into(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
             quorum,
+            break_glass: false,
         }
     }
 
@@ -303,11 +456,7 @@ mod tests {
                 justification: Some("monthly report".into()),
                 context: BTreeMap::new(),
             },
-            requirements: Requirements {
-                rules,
-                grant: GrantShape::Once,
-                timeout_ms: 1_000,
-            },
+            requirements: Requirements::new(rules, GrantShape::Once, 1_000),
             policy_version: "v".into(),
             policy_ids: vec!["p".into()],
             status: RequestStatus::Pending,
@@ -316,11 +465,33 @@ mod tests {
             settled_at: None,
             cancelled_by: None,
             votes: Vec::new(),
+            escalations_fired: 0,
         }
     }
 
     fn user(id: &str, groups: &[&str]) -> Principal {
         Principal::new(PrincipalKind::User, id, groups.iter().copied())
+    }
+
+    fn vote_with(
+        r: &mut ApprovalRequest,
+        who: &Principal,
+        decision: Decision,
+        reason: Option<&str>,
+        break_glass: bool,
+        now: i64,
+    ) -> Result<VoteOutcome, VoteError> {
+        let vote = Vote {
+            id: format!("v-{}-{now}", who.id),
+            voter: who.reference(),
+            voter_groups: who.groups.clone(),
+            decision,
+            reason: reason.map(str::to_owned),
+            channel: "api".into(),
+            cast_at: Timestamp(now),
+            break_glass,
+        };
+        r.cast_vote(who, vote, Timestamp(now))
     }
 
     fn vote_as(
@@ -329,16 +500,181 @@ mod tests {
         decision: Decision,
         now: i64,
     ) -> Result<VoteOutcome, VoteError> {
-        let vote = Vote {
-            id: format!("v-{}-{now}", who.id),
-            voter: who.reference(),
-            voter_groups: who.groups.clone(),
-            decision,
-            reason: Some("looked at it".into()),
-            channel: "api".into(),
-            cast_at: Timestamp(now),
+        vote_with(r, who, decision, Some("looked at it"), false, now)
+    }
+
+    fn break_glass_as(
+        r: &mut ApprovalRequest,
+        who: &Principal,
+        reason: &str,
+    ) -> Result<VoteOutcome, VoteError> {
+        vote_with(r, who, Decision::Approve, Some(reason), true, 5)
+    }
+
+    const GOOD_REASON: &str = "prod is down, paging did not reach anyone";
+
+    fn glass_rule(groups: &[&str], quorum: u32) -> ApprovalRule {
+        ApprovalRule {
+            break_glass: true,
+            ..rule(groups, quorum)
+        }
+    }
+
+    #[test]
+    fn break_glass_lets_the_requesting_person_approve_alone() {
+        let mut r = request(vec![glass_rule(&["owners"], 2)]);
+        let alice = user("alice", &[]);
+        assert_eq!(
+            break_glass_as(&mut r, &alice, GOOD_REASON),
+            Ok(VoteOutcome::Settled(RequestStatus::Approved))
+        );
+        assert!(r.broke_glass());
+        assert_eq!(r.votes.len(), 1);
+    }
+
+    #[test]
+    fn break_glass_abuses_are_refused_and_change_nothing() {
+        let alice = user("alice", &["owners"]);
+        let refused = |r: &ApprovalRequest| {
+            assert_eq!(r.status, RequestStatus::Pending);
+            assert!(r.votes.is_empty());
         };
-        r.cast_vote(who, vote, Timestamp(now))
+        // A short reason, counted in characters without the surrounding space.
+        let mut r = request(vec![glass_rule(&["owners"], 1)]);
+        for short in [
+            "",
+            "because",
+            "   nineteen chars ok   ",
+            "ééééééééééééééééééé",
+        ] {
+            let e = break_glass_as(&mut r, &alice, short).unwrap_err();
+            assert!(
+                matches!(e, VoteError::BreakGlass(ref m) if m.contains("20")),
+                "{e}"
+            );
+        }
+        refused(&r);
+        // A policy without the annotation.
+        let mut r = request(vec![rule(&["owners"], 1)]);
+        assert!(matches!(
+            break_glass_as(&mut r, &alice, GOOD_REASON),
+            Err(VoteError::BreakGlass(_))
+        ));
+        refused(&r);
+        // An agent approving for itself.
+        let mut r = request(vec![glass_rule(&["owners"], 1)]);
+        let agent = Principal::new(PrincipalKind::Agent, "etl", ["owners"]);
+        assert!(matches!(
+            break_glass_as(&mut r, &agent, GOOD_REASON),
+            Err(VoteError::BreakGlass(ref m)) if m.contains("agent")
+        ));
+        refused(&r);
+        // Another rule's quorum still stands.
+        let mut r = request(vec![glass_rule(&["owners"], 1), rule(&["security"], 1)]);
+        assert!(matches!(
+            break_glass_as(&mut r, &alice, GOOD_REASON),
+            Err(VoteError::BreakGlass(_))
+        ));
+        refused(&r);
+        // A reviewer who is not the requester cannot use it to skip the quorum.
+        let mut r = request(vec![glass_rule(&["owners"], 2)]);
+        let bob = user("bob", &["owners"]);
+        assert!(matches!(
+            break_glass_as(&mut r, &bob, GOOD_REASON),
+            Err(VoteError::BreakGlass(_))
+        ));
+        // An outsider learns nothing.
+        assert!(matches!(
+            break_glass_as(&mut r, &user("eve", &[]), GOOD_REASON),
+            Err(VoteError::NotEligible(_))
+        ));
+        refused(&r);
+        // Only an approve, only while pending, and a plain self-vote stays refused.
+        let mut r = request(vec![glass_rule(&["owners"], 1)]);
+        assert!(matches!(
+            vote_with(&mut r, &alice, Decision::Deny, Some(GOOD_REASON), true, 5),
+            Err(VoteError::BreakGlass(_))
+        ));
+        assert_eq!(
+            vote_as(&mut r, &alice, Decision::Approve, 5),
+            Err(VoteError::SelfApproval)
+        );
+        refused(&r);
+        assert_eq!(
+            vote_with(
+                &mut r,
+                &alice,
+                Decision::Approve,
+                Some(GOOD_REASON),
+                true,
+                1_000
+            ),
+            Err(VoteError::Expired)
+        );
+        vote_as(&mut r, &user("bob", &["owners"]), Decision::Approve, 6).unwrap();
+        assert_eq!(
+            break_glass_as(&mut r, &alice, GOOD_REASON),
+            Err(VoteError::AlreadySettled(RequestStatus::Approved))
+        );
+    }
+
+    #[test]
+    fn a_deny_says_why_where_policy_demands_it() {
+        let mut r = request(vec![rule(&["owners"], 1)]);
+        r.requirements.deny_reason_required = true;
+        let bob = user("bob", &["owners"]);
+        for blank in [None, Some(""), Some("   ")] {
+            assert_eq!(
+                vote_with(&mut r, &bob, Decision::Deny, blank, false, 1),
+                Err(VoteError::ReasonRequired)
+            );
+        }
+        assert_eq!(
+            vote_with(&mut r, &bob, Decision::Approve, None, false, 1),
+            Ok(VoteOutcome::Settled(RequestStatus::Approved))
+        );
+    }
+
+    #[test]
+    fn escalation_widens_the_escalating_rule_once_due() {
+        let mut r = request(vec![rule(&["owners"], 2)]);
+        r.requirements.escalations = vec![Escalation {
+            policy_id: "p".into(),
+            after_ms: 300,
+            groups: ["oncall".to_string()].into(),
+        }];
+        let sam = user("sam", &["oncall"]);
+        assert!(matches!(
+            vote_as(&mut r, &sam, Decision::Approve, 100),
+            Err(VoteError::NotEligible(_))
+        ));
+        assert_eq!(r.next_escalation_at(), Some(Timestamp(300)));
+        assert!(r.escalate_if_due(Timestamp(299)).is_empty());
+        assert_eq!(r.escalate_if_due(Timestamp(300)).len(), 1);
+        assert_eq!(r.next_escalation_at(), None);
+        assert!(r.escalate_if_due(Timestamp(900)).is_empty());
+        assert!(r.eligible_groups().contains("oncall"));
+        vote_as(&mut r, &user("bob", &["owners"]), Decision::Approve, 301).unwrap();
+        assert_eq!(
+            vote_as(&mut r, &sam, Decision::Approve, 302),
+            Ok(VoteOutcome::Settled(RequestStatus::Approved))
+        );
+    }
+
+    #[test]
+    fn escalation_past_expiry_never_fires_and_reminders_fit_the_window() {
+        let mut r = request(vec![rule(&["owners"], 1)]);
+        r.requirements.escalations = vec![Escalation {
+            policy_id: "p".into(),
+            after_ms: 1_000,
+            groups: ["oncall".to_string()].into(),
+        }];
+        assert_eq!(r.next_escalation_at(), None);
+        assert_eq!(r.reminder_at(), None);
+        r.requirements.remind_before_ms = Some(200);
+        assert_eq!(r.reminder_at(), Some(Timestamp(800)));
+        r.requirements.remind_before_ms = Some(1_000);
+        assert_eq!(r.reminder_at(), None);
     }
 
     #[test]

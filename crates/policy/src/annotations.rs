@@ -1,4 +1,5 @@
-//! Approval annotations on Cedar policies: `@approval`, `@quorum`, `@grant`, `@timeout`.
+//! Approval annotations on Cedar policies: `@approval`, `@quorum`, `@grant`, `@timeout`, and
+//! for reviewer channels `@escalate`, `@remind`, `@require_reason`, `@break_glass`.
 //!
 //! ```cedar
 //! @id("prod-exports-need-data-owner")
@@ -6,6 +7,12 @@
 //! @quorum("2")                        // distinct approvers, default 1, at most 100
 //! @grant("15m")                       // "once" (default) or a window
 //! @timeout("1h")                      // pending request lifetime, default 1h
+//! @escalate("30m:security-oncall")    // still pending after 30m: ask these groups too
+//! @remind("10m")                      // remind this long before expiry; default a fifth
+//!                                     // of the timeout, "off" for none
+//! @require_reason("deny")             // a deny must say why
+//! @break_glass("true")                // the requesting person may approve alone, with a
+//!                                     // written reason (default "false")
 //! permit (...);
 //! ```
 //!
@@ -14,7 +21,7 @@
 //!
 //! Other annotations are kept verbatim for later features and never rejected.
 
-use countersign_core::{ApprovalRule, GrantShape, Requirements, parse_duration_ms};
+use countersign_core::{ApprovalRule, Escalation, GrantShape, Requirements, parse_duration_ms};
 use std::collections::{BTreeMap, BTreeSet};
 
 pub const APPROVAL: &str = "approval";
@@ -22,6 +29,10 @@ pub const QUORUM: &str = "quorum";
 pub const GRANT: &str = "grant";
 pub const TIMEOUT: &str = "timeout";
 pub const AUDIT_PAYLOAD: &str = "audit_payload";
+pub const ESCALATE: &str = "escalate";
+pub const REMIND: &str = "remind";
+pub const REQUIRE_REASON: &str = "require_reason";
+pub const BREAK_GLASS: &str = "break_glass";
 
 /// Whether a policy keeps the payload text out of the audit log (`@audit_payload`).
 pub fn withholds_payload(annotations: &BTreeMap<String, String>) -> Result<bool, String> {
@@ -50,11 +61,19 @@ pub fn requirements(
 ) -> Result<Option<Requirements>, String> {
     let get = |key: &str| annotations.get(key).map(String::as_str);
     let Some(approval) = get(APPROVAL) else {
-        let stray: Vec<String> = [QUORUM, GRANT, TIMEOUT]
-            .into_iter()
-            .filter(|k| annotations.contains_key(*k))
-            .map(|k| format!("@{k}"))
-            .collect();
+        let stray: Vec<String> = [
+            QUORUM,
+            GRANT,
+            TIMEOUT,
+            ESCALATE,
+            REMIND,
+            REQUIRE_REASON,
+            BREAK_GLASS,
+        ]
+        .into_iter()
+        .filter(|k| annotations.contains_key(*k))
+        .map(|k| format!("@{k}"))
+        .collect();
         if stray.is_empty() {
             return Ok(None);
         }
@@ -76,15 +95,79 @@ pub fn requirements(
     let timeout_ms = get(TIMEOUT).map_or(Ok(DEFAULT_TIMEOUT_MS), |text| {
         parse_duration_ms(text).map_err(|e| format!("@timeout(\"{text}\"): {e}"))
     })?;
+    let escalations = get(ESCALATE)
+        .map(|text| parse_escalation(policy_id, text, timeout_ms))
+        .transpose()?
+        .into_iter()
+        .collect();
+    let remind_before_ms = match get(REMIND).map(str::trim) {
+        None => Some(timeout_ms / 5).filter(|ms| *ms > 0),
+        Some("off") => None,
+        Some(text) => {
+            let ms = parse_duration_ms(text).map_err(|e| format!("@remind(\"{text}\"): {e}"))?;
+            if ms >= timeout_ms {
+                return Err(format!(
+                    "@remind(\"{text}\"): a reminder this long before expiry would come before the request exists; use less than the @timeout"
+                ));
+            }
+            Some(ms)
+        }
+    };
+    let deny_reason_required = match get(REQUIRE_REASON).map(str::trim) {
+        None => false,
+        Some("deny") => true,
+        Some(other) => {
+            return Err(format!(
+                "@require_reason(\"{other}\"): the only accepted value is \"deny\""
+            ));
+        }
+    };
+    let break_glass = match get(BREAK_GLASS).map(str::trim) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(format!(
+                "@break_glass(\"{other}\"): use \"true\" or \"false\""
+            ));
+        }
+    };
     Ok(Some(Requirements {
-        rules: vec![ApprovalRule {
-            policy_id: policy_id.to_owned(),
-            groups,
-            quorum,
-        }],
-        grant,
-        timeout_ms,
+        escalations,
+        remind_before_ms,
+        deny_reason_required,
+        ..Requirements::new(
+            vec![ApprovalRule {
+                policy_id: policy_id.to_owned(),
+                groups,
+                quorum,
+                break_glass,
+            }],
+            grant,
+            timeout_ms,
+        )
     }))
+}
+
+/// `"30m:security-oncall, cso"`: after how long, then which groups.
+fn parse_escalation(policy_id: &str, text: &str, timeout_ms: u64) -> Result<Escalation, String> {
+    let Some((after, groups)) = text.split_once(':') else {
+        return Err(format!(
+            "@escalate(\"{text}\"): expected \"DURATION:GROUP[, GROUP…]\", e.g. \"30m:security-oncall\""
+        ));
+    };
+    let after_ms =
+        parse_duration_ms(after.trim()).map_err(|e| format!("@escalate(\"{text}\"): {e}"))?;
+    if after_ms >= timeout_ms {
+        return Err(format!(
+            "@escalate(\"{text}\"): the request expires (@timeout) before it would escalate"
+        ));
+    }
+    let groups = parse_groups(groups).map_err(|e| e.replace("@approval", "@escalate"))?;
+    Ok(Escalation {
+        policy_id: policy_id.to_owned(),
+        after_ms,
+        groups,
+    })
 }
 
 fn parse_groups(text: &str) -> Result<BTreeSet<String>, String> {
@@ -129,6 +212,10 @@ mod tests {
         assert_eq!(r.rules[0].quorum, 1);
         assert_eq!(r.grant, GrantShape::Once);
         assert_eq!(r.timeout_ms, DEFAULT_TIMEOUT_MS);
+        assert_eq!(r.remind_before_ms, Some(DEFAULT_TIMEOUT_MS / 5));
+        assert!(r.escalations.is_empty());
+        assert!(!r.deny_reason_required);
+        assert!(!r.rules[0].break_glass);
         let r = requirements(
             "p",
             false,
@@ -137,7 +224,11 @@ mod tests {
                 ("quorum", "2"),
                 ("grant", "15m"),
                 ("timeout", "30m"),
-                ("escalate", "whatever"),
+                ("escalate", "10m: security-oncall , cso"),
+                ("remind", "5m"),
+                ("require_reason", "deny"),
+                ("break_glass", "true"),
+                ("unrelated", "whatever"),
             ]),
         )
         .unwrap()
@@ -147,6 +238,19 @@ mod tests {
         assert_eq!(r.rules[0].policy_id, "p");
         assert_eq!(r.grant, GrantShape::Window { ms: 900_000 });
         assert_eq!(r.timeout_ms, 1_800_000);
+        assert_eq!(
+            r.escalations,
+            vec![Escalation {
+                policy_id: "p".into(),
+                after_ms: 600_000,
+                groups: ["cso".to_string(), "security-oncall".to_string()].into(),
+            }]
+        );
+        assert_eq!(r.remind_before_ms, Some(300_000));
+        assert!(r.deny_reason_required);
+        assert!(r.rules[0].break_glass);
+        let off = requirements("p", false, &ann(&[("approval", "a"), ("remind", "off")]));
+        assert_eq!(off.unwrap().unwrap().remind_before_ms, None);
     }
 
     #[test]
@@ -168,6 +272,16 @@ mod tests {
             ("grant", "0s"),
             ("timeout", "0s"),
             ("timeout", "soon"),
+            ("escalate", "30m"),
+            ("escalate", "soon:oncall"),
+            ("escalate", "30m:"),
+            ("escalate", "2h:oncall"),
+            ("escalate", "1h:oncall"),
+            ("remind", "2h"),
+            ("remind", "never"),
+            ("require_reason", "always"),
+            ("break_glass", "yes"),
+            ("break_glass", "TRUE"),
         ] {
             let mut a = ann(&[("approval", "reviewers")]);
             a.insert(key.into(), value.into());
@@ -182,7 +296,15 @@ mod tests {
     fn misplaced_annotations_are_refused() {
         let err = requirements("p", true, &ann(&[("approval", "reviewers")])).unwrap_err();
         assert!(err.contains("forbid"), "{err}");
-        for key in ["quorum", "grant", "timeout"] {
+        for key in [
+            "quorum",
+            "grant",
+            "timeout",
+            "escalate",
+            "remind",
+            "require_reason",
+            "break_glass",
+        ] {
             let err = requirements("p", false, &ann(&[(key, "1")])).unwrap_err();
             assert!(err.contains("without @approval"), "{err}");
         }

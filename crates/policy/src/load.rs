@@ -271,7 +271,11 @@ impl LoadedPolicies {
         let approval_groups = policies
             .values()
             .filter_map(|p| p.requirements.as_ref())
-            .flat_map(Requirements::eligible_groups)
+            .flat_map(|r| {
+                // Groups escalated to review too, once their escalation falls due.
+                let escalated = r.escalations.iter().flat_map(|e| e.groups.iter().cloned());
+                r.eligible_groups().into_iter().chain(escalated)
+            })
             .collect();
         Ok(LoadedPolicies {
             version,

@@ -229,11 +229,11 @@ fn reference(
                 // Requirements are compared separately below; only ids matter here.
                 PolicyOutcome::Approval {
                     policy_ids: approvals,
-                    requirements: countersign_core::Requirements {
-                        rules: Vec::new(),
-                        grant: countersign_core::GrantShape::Once,
-                        timeout_ms: 0,
-                    },
+                    requirements: countersign_core::Requirements::new(
+                        Vec::new(),
+                        countersign_core::GrantShape::Once,
+                        0,
+                    ),
                 }
             }
         }
@@ -254,11 +254,11 @@ fn strip_requirements(o: PolicyOutcome) -> PolicyOutcome {
             assert_eq!(rule_ids, policy_ids, "one rule per approval policy");
             PolicyOutcome::Approval {
                 policy_ids,
-                requirements: countersign_core::Requirements {
-                    rules: Vec::new(),
-                    grant: countersign_core::GrantShape::Once,
-                    timeout_ms: 0,
-                },
+                requirements: countersign_core::Requirements::new(
+                    Vec::new(),
+                    countersign_core::GrantShape::Once,
+                    0,
+                ),
             }
         }
         other => other,

@@ -170,7 +170,7 @@ fn listing_annotations_and_groups() {
     let text = r#"
 @id("exports")
 @approval("owners, security")
-@escalate("oncall")
+@escalate("30m:oncall")
 permit (principal, action == Action::"db.export", resource);
 
 @id("deploys")
@@ -185,13 +185,13 @@ forbid (principal, action == Action::"db.destructive", resource);
     assert_eq!(p.files(), ["a.cedar".to_string(), "b.cedar".to_string()]);
     assert_eq!(
         p.groups_named_in_approvals(),
-        ["owners", "release-managers", "security"]
+        ["oncall", "owners", "release-managers", "security"]
             .iter()
             .map(|s| s.to_string())
             .collect()
     );
     let ann = p.annotations("exports").unwrap();
-    assert_eq!(ann.get("escalate").map(String::as_str), Some("oncall"));
+    assert_eq!(ann.get("escalate").map(String::as_str), Some("30m:oncall"));
     assert_eq!(ann.get("id").map(String::as_str), Some("exports"));
     let info = p.policy("no-drop").unwrap();
     assert_eq!(info.effect, PolicyEffect::Forbid);

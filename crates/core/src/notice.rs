@@ -1,0 +1,81 @@
+//! Notices: what reviewer channels are told about a request once a change to it is committed.
+//!
+//! The engine publishes one [`RequestNotice`] per committed step; channels (Slack, webhooks)
+//! render them. A notice carries the request as it stands after the step, so a channel never
+//! has to read the store.
+
+use crate::grant::Grant;
+use crate::principal::PrincipalRef;
+use crate::request::ApprovalRequest;
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// Which step a notice reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum NoticeKind {
+    #[serde(rename = "request.created")]
+    Created,
+    /// A vote was recorded and the request stays pending.
+    #[serde(rename = "request.voted")]
+    Voted,
+    /// The request reached `approved`, `denied`, `expired` or `cancelled`.
+    #[serde(rename = "request.settled")]
+    Settled,
+    #[serde(rename = "request.escalated")]
+    Escalated,
+    /// The request will expire soon with no decision.
+    #[serde(rename = "request.reminder")]
+    Reminder,
+    #[serde(rename = "grant.issued")]
+    GrantIssued,
+    #[serde(rename = "grant.revoked")]
+    GrantRevoked,
+    #[serde(rename = "grant.expired")]
+    GrantExpired,
+}
+
+impl NoticeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeKind::Created => "request.created",
+            NoticeKind::Voted => "request.voted",
+            NoticeKind::Settled => "request.settled",
+            NoticeKind::Escalated => "request.escalated",
+            NoticeKind::Reminder => "request.reminder",
+            NoticeKind::GrantIssued => "grant.issued",
+            NoticeKind::GrantRevoked => "grant.revoked",
+            NoticeKind::GrantExpired => "grant.expired",
+        }
+    }
+}
+
+/// One committed step of a request's life.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestNotice {
+    pub kind: NoticeKind,
+    pub at: Timestamp,
+    /// The request after the step.
+    pub request: ApprovalRequest,
+    /// Who took the step (the voter, the canceller); absent for the system.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<PrincipalRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<Grant>,
+    /// The groups an escalation asked.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub groups: BTreeSet<String>,
+}
+
+impl RequestNotice {
+    pub fn new(kind: NoticeKind, at: Timestamp, request: ApprovalRequest) -> RequestNotice {
+        RequestNotice {
+            kind,
+            at,
+            request,
+            actor: None,
+            grant: None,
+            groups: BTreeSet::new(),
+        }
+    }
+}
