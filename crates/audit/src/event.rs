@@ -20,6 +20,12 @@ pub enum EventKind {
     /// A request reached `approved`, `denied`, `expired` or `cancelled` (see `outcome`).
     #[serde(rename = "request.settled")]
     RequestSettled,
+    /// A pending request reached an `@escalate` deadline; `reason` names the groups now asked.
+    #[serde(rename = "request.escalated")]
+    RequestEscalated,
+    /// Reviewers were reminded of a request about to expire.
+    #[serde(rename = "request.reminded")]
+    RequestReminded,
     #[serde(rename = "grant.issued")]
     GrantIssued,
     #[serde(rename = "grant.used")]
@@ -50,6 +56,8 @@ impl EventKind {
             EventKind::VoteCast => "vote.cast",
             EventKind::VoteRefused => "vote.refused",
             EventKind::RequestSettled => "request.settled",
+            EventKind::RequestEscalated => "request.escalated",
+            EventKind::RequestReminded => "request.reminded",
             EventKind::GrantIssued => "grant.issued",
             EventKind::GrantUsed => "grant.used",
             EventKind::GrantExpired => "grant.expired",
@@ -106,6 +114,14 @@ pub struct AuditEvent {
     /// How the step ended: a request's final status, an execution's result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,
+    /// Set on the vote and the settlement of a requester's break-glass approval, so such
+    /// requests stand out for review after the fact.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub break_glass: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl AuditEvent {
@@ -130,6 +146,7 @@ impl AuditEvent {
             vote_id: None,
             channel: None,
             outcome: None,
+            break_glass: false,
         }
     }
 }

@@ -22,7 +22,7 @@ pub use credential::{ConfiguredPrincipal, authenticate};
 pub use decision::{ApprovalRule, Escalation, PolicyOutcome, Requirements, Verdict, decide};
 pub use digest::PayloadDigest;
 pub use grant::{Grant, GrantScope, GrantShape, GrantStatus};
-pub use notice::{NoticeKind, RequestNotice};
+pub use notice::{ChannelMessage, DeliveryAttempt, NoticeKind, RequestNotice};
 pub use principal::{Principal, PrincipalKind, PrincipalRef};
 pub use request::{
     ApprovalRequest, BREAK_GLASS_MIN_REASON, CancelError, Decision, RequestStatus, Vote, VoteError,

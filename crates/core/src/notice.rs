@@ -79,3 +79,37 @@ impl RequestNotice {
         }
     }
 }
+
+/// A message a channel posted about a request, kept so it can be updated later (after a
+/// restart too): a Slack message is `(conversation id, ts)`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelMessage {
+    pub request_id: String,
+    /// Which configured channel posted it, e.g. `slack:T0123ABCD`.
+    pub channel: String,
+    /// The conversation (channel or direct message) it is in.
+    pub conversation: String,
+    /// The message's id within the conversation (Slack's `ts`).
+    pub message_ts: String,
+    /// `review` (carries the buttons) or `notice` (an outcome told to the requester).
+    pub purpose: String,
+    pub created_at: Timestamp,
+}
+
+/// How one attempt to deliver a webhook went.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryAttempt {
+    /// The `webhook-id`, the same for every attempt of one message.
+    pub message_id: String,
+    pub url: String,
+    pub event_kind: String,
+    pub request_id: Option<String>,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    pub attempted_at: Timestamp,
+    /// The receiver's HTTP status, when it answered.
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    /// `delivered`, `retrying` or `failed` (no attempt left, or a refusal not worth retrying).
+    pub outcome: String,
+}

@@ -4,8 +4,8 @@ use crate::{PolicyVersionRecord, Result, StoreError};
 use countersign_audit::AuditRecord;
 use countersign_audit::merkle::NodeId;
 use countersign_core::{
-    ApprovalRequest, Grant, GrantStatus, PayloadDigest, PrincipalRef, RequestStatus, Timestamp,
-    Vote,
+    ApprovalRequest, ChannelMessage, DeliveryAttempt, Grant, GrantStatus, PayloadDigest,
+    PrincipalRef, RequestStatus, Timestamp, Vote,
 };
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -34,7 +34,7 @@ pub(crate) async fn load_request(
     id: &str,
 ) -> Result<Option<ApprovalRequest>> {
     let Some(row) =
-        sqlx::query("SELECT status, settled_at, cancelled_by, body FROM requests WHERE id = $1")
+        sqlx::query("SELECT status, settled_at, cancelled_by, escalations_fired, body FROM requests WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut *conn)
             .await?
@@ -50,6 +50,9 @@ pub(crate) async fn load_request(
         Some(text) => Some(from_json::<PrincipalRef>("request canceller", &text)?),
         None => None,
     };
+    let fired: i64 = row.try_get("escalations_fired")?;
+    request.escalations_fired =
+        u32::try_from(fired).map_err(|_| corrupt("request escalation count", fired))?;
     let votes = sqlx::query("SELECT body FROM votes WHERE request_id = $1 ORDER BY cast_at, id")
         .bind(id)
         .fetch_all(&mut *conn)
@@ -145,4 +148,33 @@ pub(crate) fn hash_from_hex(text: &str) -> Result<[u8; 32]> {
     let mut out = [0u8; 32];
     hex::decode_to_slice(text, &mut out).map_err(|e| corrupt("audit hash", e))?;
     Ok(out)
+}
+
+pub(crate) fn channel_message_from_row(row: &AnyRow) -> Result<ChannelMessage> {
+    Ok(ChannelMessage {
+        request_id: row.try_get("request_id")?,
+        channel: row.try_get("channel")?,
+        conversation: row.try_get("conversation")?,
+        message_ts: row.try_get("message_ts")?,
+        purpose: row.try_get("purpose")?,
+        created_at: Timestamp(row.try_get("created_at")?),
+    })
+}
+
+pub(crate) fn delivery_from_row(row: &AnyRow) -> Result<DeliveryAttempt> {
+    let attempt: i64 = row.try_get("attempt")?;
+    let status: Option<i64> = row.try_get("status_code")?;
+    Ok(DeliveryAttempt {
+        message_id: row.try_get("message_id")?,
+        url: row.try_get("url")?,
+        event_kind: row.try_get("event_kind")?,
+        request_id: row.try_get("request_id")?,
+        attempt: u32::try_from(attempt).map_err(|_| corrupt("delivery attempt", attempt))?,
+        attempted_at: Timestamp(row.try_get("attempted_at")?),
+        status_code: status
+            .map(|s| u16::try_from(s).map_err(|_| corrupt("delivery status", s)))
+            .transpose()?,
+        error: row.try_get("error")?,
+        outcome: row.try_get("outcome")?,
+    })
 }

@@ -14,7 +14,9 @@ pub use tx::StoreTx;
 
 use countersign_audit::AuditRecord;
 use countersign_audit::merkle::{self, Frontier, Hash, NodeId};
-use countersign_core::{ApprovalRequest, Grant, PrincipalRef, RequestStatus, Timestamp};
+use countersign_core::{
+    ApprovalRequest, ChannelMessage, DeliveryAttempt, Grant, PrincipalRef, RequestStatus, Timestamp,
+};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor, Row};
 use std::collections::HashMap;
@@ -79,6 +81,8 @@ pub struct RequestFilter {
     pub requester: Option<PrincipalRef>,
     /// Only requests that one of these groups may review. `None` means no restriction.
     pub reviewable_by: Option<Vec<String>>,
+    /// Only requests a break-glass approval settled (`true`), or only the others (`false`).
+    pub break_glass: Option<bool>,
     pub limit: u32,
 }
 
@@ -287,6 +291,14 @@ impl Store {
         if let Some(status) = filter.status {
             next(&mut sql, " AND r.status = ?", status.as_str().to_owned());
         }
+        if let Some(flag) = filter.break_glass {
+            // A fixed fragment per value: nothing user-supplied reaches the text.
+            sql.push_str(if flag {
+                " AND r.break_glass = 1"
+            } else {
+                " AND r.break_glass = 0"
+            });
+        }
         if let Some(p) = &filter.requester {
             next(
                 &mut sql,
@@ -384,11 +396,52 @@ impl Store {
         rows.iter().map(codec::grant_from_row).collect()
     }
 
-    /// The earliest deadline among pending requests and active grants.
+    /// The messages channels posted about request `id`, oldest first.
+    pub async fn channel_messages(&self, request_id: &str) -> Result<Vec<ChannelMessage>> {
+        let rows = sqlx::query(
+            "SELECT request_id, channel, conversation, message_ts, purpose, created_at \
+             FROM channel_messages WHERE request_id = $1 ORDER BY created_at, message_ts",
+        )
+        .bind(request_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(codec::channel_message_from_row).collect()
+    }
+
+    /// Webhook delivery attempts about request `id` (every request when `None`), oldest first.
+    pub async fn delivery_attempts(
+        &self,
+        request_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryAttempt>> {
+        let mut sql = String::from(
+            "SELECT message_id, url, event_kind, request_id, attempt, attempted_at, status_code, \
+             error, outcome FROM webhook_deliveries",
+        );
+        if request_id.is_some() {
+            sql.push_str(" WHERE request_id = $1");
+        }
+        sql.push_str(&format!(
+            " ORDER BY attempted_at, message_id, attempt LIMIT {}",
+            limit.clamp(1, 10_000)
+        ));
+        // Built only from fixed fragments; the id is a bound parameter.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(id) = request_id {
+            query = query.bind(id);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(codec::delivery_from_row).collect()
+    }
+
+    /// The earliest deadline among pending requests (expiry, escalation, reminder) and active
+    /// grants.
     pub async fn next_deadline(&self) -> Result<Option<Timestamp>> {
         let row = sqlx::query(
             "SELECT MIN(t) AS t FROM (\
                SELECT MIN(expires_at) AS t FROM requests WHERE status = 'pending' \
+               UNION ALL SELECT MIN(escalate_at) AS t FROM requests WHERE status = 'pending' \
+               UNION ALL SELECT MIN(remind_at) AS t FROM requests WHERE status = 'pending' \
                UNION ALL SELECT MIN(expires_at) AS t FROM grants WHERE status = 'active') d",
         )
         .fetch_one(&self.pool)

@@ -42,7 +42,9 @@ pub(crate) const BOOKKEEPING: &str = "CREATE TABLE IF NOT EXISTS schema_migratio
     applied_at BIGINT NOT NULL
 )";
 
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+pub(crate) const MIGRATIONS: &[Migration] = &[SPINE, CHANNELS];
+
+const SPINE: Migration = Migration {
     version: 1,
     name: "spine",
     common: "
@@ -151,4 +153,45 @@ FOR EACH STATEMENT EXECUTE FUNCTION countersign_audit_append_only();
 CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints
 FOR EACH STATEMENT EXECUTE FUNCTION countersign_audit_append_only();
 ",
-}];
+};
+
+/// Reviewer channels: escalation and reminder deadlines, break-glass requests, the messages
+/// channels posted (to update them after a restart) and every webhook delivery attempt.
+const CHANNELS: Migration = Migration {
+    version: 2,
+    name: "channels",
+    common: "
+ALTER TABLE requests ADD COLUMN break_glass BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE requests ADD COLUMN escalations_fired BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE requests ADD COLUMN escalate_at BIGINT;
+ALTER TABLE requests ADD COLUMN remind_at BIGINT;
+CREATE INDEX requests_by_escalation ON requests (status, escalate_at);
+CREATE INDEX requests_by_reminder ON requests (status, remind_at);
+CREATE INDEX requests_by_break_glass ON requests (break_glass, created_at);
+CREATE TABLE channel_messages (
+    request_id TEXT NOT NULL REFERENCES requests (id),
+    channel TEXT NOT NULL,
+    conversation TEXT NOT NULL,
+    message_ts TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (request_id, channel, conversation, message_ts)
+);
+CREATE TABLE webhook_deliveries (
+    id TEXT PRIMARY KEY,
+    message_id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    event_kind TEXT NOT NULL,
+    request_id TEXT,
+    attempt BIGINT NOT NULL,
+    attempted_at BIGINT NOT NULL,
+    status_code BIGINT,
+    error TEXT,
+    outcome TEXT NOT NULL
+);
+CREATE INDEX webhook_deliveries_by_message ON webhook_deliveries (message_id, attempt);
+CREATE INDEX webhook_deliveries_by_request ON webhook_deliveries (request_id);
+",
+    sqlite: "",
+    postgres: "",
+};

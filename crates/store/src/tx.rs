@@ -5,10 +5,11 @@ use crate::{Result, now_millis};
 use countersign_audit::AuditRecord;
 use countersign_audit::merkle::{Hash, NodeId};
 use countersign_core::{
-    ApprovalRequest, Grant, GrantStatus, PayloadDigest, PrincipalRef, RequestStatus, Timestamp,
-    Vote,
+    ApprovalRequest, ChannelMessage, DeliveryAttempt, Grant, GrantStatus, PayloadDigest,
+    PrincipalRef, RequestStatus, Timestamp, Vote,
 };
 use sqlx::{Any, Transaction};
+use std::collections::BTreeSet;
 
 /// One audit row for [`StoreTx::append_audits`]: `(record, kind, time, request_id, grant_id)`.
 pub type AuditRow<'a> = (
@@ -184,8 +185,8 @@ impl StoreTx {
         body.votes.clear();
         sqlx::query(
             "INSERT INTO requests (id, principal_kind, principal_id, on_behalf_of, action, digest, \
-             status, created_at, expires_at, settled_at, cancelled_by, body) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, $10)",
+             status, created_at, expires_at, settled_at, cancelled_by, body, escalate_at, remind_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, $10, $11, $12)",
         )
         .bind(&request.id)
         .bind(request.attempt.principal.kind.as_str())
@@ -197,15 +198,106 @@ impl StoreTx {
         .bind(request.created_at.millis())
         .bind(request.expires_at.millis())
         .bind(to_json("request", &body)?)
+        .bind(request.next_escalation_at().map(Timestamp::millis))
+        .bind(request.reminder_at().map(Timestamp::millis))
         .execute(&mut *self.tx)
         .await?;
-        for group in request.requirements.eligible_groups() {
-            sqlx::query("INSERT INTO request_groups (request_id, group_name) VALUES ($1, $2)")
-                .bind(&request.id)
-                .bind(group)
-                .execute(&mut *self.tx)
-                .await?;
+        self.add_request_groups(&request.id, &request.eligible_groups())
+            .await
+    }
+
+    /// Lets `groups` list the request as one they review (idempotent).
+    async fn add_request_groups(&mut self, id: &str, groups: &BTreeSet<String>) -> Result<()> {
+        for group in groups {
+            sqlx::query(
+                "INSERT INTO request_groups (request_id, group_name) VALUES ($1, $2) \
+                 ON CONFLICT (request_id, group_name) DO NOTHING",
+            )
+            .bind(id)
+            .bind(group)
+            .execute(&mut *self.tx)
+            .await?;
         }
+        Ok(())
+    }
+
+    /// Records that `request`'s escalations up to `escalations_fired` fell due: the groups
+    /// asked may now list it, and the next escalation deadline (if any) is set.
+    pub async fn record_escalation(&mut self, request: &ApprovalRequest) -> Result<()> {
+        sqlx::query("UPDATE requests SET escalations_fired = $1, escalate_at = $2 WHERE id = $3")
+            .bind(i64::from(request.escalations_fired))
+            .bind(request.next_escalation_at().map(Timestamp::millis))
+            .bind(&request.id)
+            .execute(&mut *self.tx)
+            .await?;
+        self.add_request_groups(&request.id, &request.eligible_groups())
+            .await
+    }
+
+    /// Records that the reminder of request `id` went out.
+    pub async fn clear_reminder(&mut self, id: &str) -> Result<()> {
+        sqlx::query("UPDATE requests SET remind_at = NULL WHERE id = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Ids of pending requests whose next escalation is due at `now`.
+    pub async fn due_escalations(&mut self, now: Timestamp) -> Result<Vec<String>> {
+        self.ids(
+            "SELECT id FROM requests WHERE status = 'pending' AND escalate_at <= $1 ORDER BY escalate_at, id",
+            now,
+        )
+        .await
+    }
+
+    /// Ids of pending requests whose reminder is due at `now`.
+    pub async fn due_reminders(&mut self, now: Timestamp) -> Result<Vec<String>> {
+        self.ids(
+            "SELECT id FROM requests WHERE status = 'pending' AND remind_at <= $1 ORDER BY remind_at, id",
+            now,
+        )
+        .await
+    }
+
+    /// Keeps a reference to a message a channel posted about a request (idempotent).
+    pub async fn insert_channel_message(&mut self, m: &ChannelMessage) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO channel_messages (request_id, channel, conversation, message_ts, purpose, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (request_id, channel, conversation, message_ts) DO NOTHING",
+        )
+        .bind(&m.request_id)
+        .bind(&m.channel)
+        .bind(&m.conversation)
+        .bind(&m.message_ts)
+        .bind(&m.purpose)
+        .bind(m.created_at.millis())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Records one webhook delivery attempt.
+    pub async fn insert_delivery_attempt(&mut self, id: &str, d: &DeliveryAttempt) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (id, message_id, url, event_kind, request_id, attempt, \
+             attempted_at, status_code, error, outcome) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(id)
+        .bind(&d.message_id)
+        .bind(&d.url)
+        .bind(&d.event_kind)
+        .bind(d.request_id.as_deref())
+        .bind(i64::from(d.attempt))
+        .bind(d.attempted_at.millis())
+        .bind(d.status_code.map(i64::from))
+        .bind(d.error.as_deref())
+        .bind(&d.outcome)
+        .execute(&mut *self.tx)
+        .await?;
         Ok(())
     }
 
@@ -223,6 +315,12 @@ impl StoreTx {
         .bind(to_json("vote", vote)?)
         .execute(&mut *self.tx)
         .await?;
+        if vote.break_glass {
+            sqlx::query("UPDATE requests SET break_glass = 1 WHERE id = $1")
+                .bind(request_id)
+                .execute(&mut *self.tx)
+                .await?;
+        }
         Ok(())
     }
 

@@ -18,6 +18,8 @@ countersign_store::both_backends!(
     audit_tree_is_stored_and_append_only,
     listing_filters,
     deadlines_and_due_items,
+    escalations_reminders_and_break_glass,
+    channel_messages_and_deliveries,
     rolled_back_step_leaves_nothing,
 );
 
@@ -37,15 +39,16 @@ fn request(id: &str, principal: &str, payload: &str, expires_at: i64) -> Approva
             justification: Some("report".into()),
             context: BTreeMap::new(),
         },
-        requirements: Requirements {
-            rules: vec![ApprovalRule {
+        requirements: Requirements::new(
+            vec![ApprovalRule {
                 policy_id: "p".into(),
                 groups: ["owners".to_string()].into(),
                 quorum: 1,
+                break_glass: false,
             }],
-            grant: GrantShape::Once,
-            timeout_ms: 1000,
-        },
+            GrantShape::Once,
+            1000,
+        ),
         policy_version: "v1".into(),
         policy_ids: vec!["p".into()],
         status: RequestStatus::Pending,
@@ -54,6 +57,7 @@ fn request(id: &str, principal: &str, payload: &str, expires_at: i64) -> Approva
         settled_at: None,
         cancelled_by: None,
         votes: Vec::new(),
+        escalations_fired: 0,
     }
 }
 
@@ -101,6 +105,7 @@ async fn request_round_trip_with_votes_and_settlement(backend: Backend) {
         reason: Some("ok".into()),
         channel: "api".into(),
         cast_at: Timestamp(9_500),
+        break_glass: false,
     };
     tx.insert_vote("r1", &vote).await.unwrap();
     assert!(
@@ -344,6 +349,131 @@ async fn deadlines_and_due_items(backend: Backend) {
         Vec::<String>::new()
     );
     assert_eq!(tx.due_grants(Timestamp(4_000)).await.unwrap(), ["g1"]);
+}
+
+async fn escalations_reminders_and_break_glass(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    // Created at 4_000, expires at 5_000: reminded at 4_800, escalated at 4_300.
+    let mut r = request("r1", "etl", "a", 5_000);
+    r.requirements.remind_before_ms = Some(200);
+    r.requirements.escalations = vec![countersign_core::Escalation {
+        policy_id: "p".into(),
+        after_ms: 300,
+        groups: ["oncall".to_string()].into(),
+    }];
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_request(&r).await.unwrap();
+    tx.insert_request(&request("r2", "etl", "b", 9_000))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.next_deadline().await.unwrap(), Some(Timestamp(4_300)));
+    let oncall = RequestFilter {
+        reviewable_by: Some(vec!["oncall".into()]),
+        limit: 10,
+        ..RequestFilter::default()
+    };
+    assert!(store.requests(&oncall).await.unwrap().is_empty());
+
+    let mut tx = store.begin().await.unwrap();
+    assert!(
+        tx.due_escalations(Timestamp(4_299))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(tx.due_escalations(Timestamp(4_300)).await.unwrap(), ["r1"]);
+    let mut loaded = tx.request("r1").await.unwrap().unwrap();
+    assert_eq!(loaded.escalate_if_due(Timestamp(4_300)).len(), 1);
+    tx.record_escalation(&loaded).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.next_deadline().await.unwrap(), Some(Timestamp(4_800)));
+    assert_eq!(
+        store
+            .request("r1")
+            .await
+            .unwrap()
+            .unwrap()
+            .escalations_fired,
+        1
+    );
+    assert_eq!(store.requests(&oncall).await.unwrap().len(), 1);
+
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.due_reminders(Timestamp(4_800)).await.unwrap(), ["r1"]);
+    tx.clear_reminder("r1").await.unwrap();
+    assert!(tx.due_reminders(Timestamp(4_900)).await.unwrap().is_empty());
+    let vote = Vote {
+        id: "v1".into(),
+        voter: PrincipalRef::user("alice"),
+        voter_groups: Default::default(),
+        decision: Decision::Approve,
+        reason: Some("the on-call pager is broken again".into()),
+        channel: "api".into(),
+        cast_at: Timestamp(4_900),
+        break_glass: true,
+    };
+    tx.insert_vote("r2", &vote).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.next_deadline().await.unwrap(), Some(Timestamp(5_000)));
+    let flagged = |flag| RequestFilter {
+        break_glass: Some(flag),
+        limit: 10,
+        ..RequestFilter::default()
+    };
+    let glass = store.requests(&flagged(true)).await.unwrap();
+    assert_eq!(glass.len(), 1);
+    assert_eq!(glass[0].id, "r2");
+    assert!(glass[0].broke_glass());
+    let others = store.requests(&flagged(false)).await.unwrap();
+    assert_eq!(
+        others.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["r1"]
+    );
+}
+
+async fn channel_messages_and_deliveries(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_request(&request("r1", "etl", "a", 5_000))
+        .await
+        .unwrap();
+    let message = countersign_core::ChannelMessage {
+        request_id: "r1".into(),
+        channel: "slack:T1".into(),
+        conversation: "C1".into(),
+        message_ts: "1503435956.000247".into(),
+        purpose: "review".into(),
+        created_at: Timestamp(4_100),
+    };
+    tx.insert_channel_message(&message).await.unwrap();
+    // The same message twice (a retried post recorded again) is kept once.
+    tx.insert_channel_message(&message).await.unwrap();
+    let attempt = |n: u32, outcome: &str| countersign_core::DeliveryAttempt {
+        message_id: "msg_1".into(),
+        url: "http://hooks.example/x".into(),
+        event_kind: "request.created".into(),
+        request_id: Some("r1".into()),
+        attempt: n,
+        attempted_at: Timestamp(4_100 + i64::from(n)),
+        status_code: (n > 1).then_some(200),
+        error: (n == 1).then(|| "connection refused".to_string()),
+        outcome: outcome.into(),
+    };
+    tx.insert_delivery_attempt("d1", &attempt(1, "retrying"))
+        .await
+        .unwrap();
+    tx.insert_delivery_attempt("d2", &attempt(2, "delivered"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.channel_messages("r1").await.unwrap(), vec![message]);
+    assert!(store.channel_messages("r2").await.unwrap().is_empty());
+    assert_eq!(
+        store.delivery_attempts(Some("r1"), 10).await.unwrap(),
+        vec![attempt(1, "retrying"), attempt(2, "delivered")]
+    );
+    assert_eq!(store.delivery_attempts(None, 10).await.unwrap().len(), 2);
 }
 
 async fn rolled_back_step_leaves_nothing(backend: Backend) {
