@@ -25,8 +25,9 @@ pub use tree::AuditSigning;
 use countersign_audit::note::VerifierKey;
 use countersign_audit::{AuditEvent, AuditRecord, EventKind};
 use countersign_core::{
-    ApprovalRequest, Attempt, Decision, Grant, GrantScope, PayloadDigest, PolicyOutcome, Principal,
-    PrincipalRef, RequestStatus, Timestamp, Verdict, Vote, decide,
+    ApprovalRequest, Attempt, ChannelMessage, Decision, DeliveryAttempt, Grant, GrantScope,
+    PayloadDigest, PolicyOutcome, Principal, PrincipalRef, RequestNotice, RequestStatus, Timestamp,
+    Verdict, Vote, decide,
 };
 use countersign_policy::{LoadedPolicies, PolicyLoadError};
 use countersign_store::Store;
@@ -34,8 +35,8 @@ use grants::GrantIndex;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use tokio::sync::{Notify, mpsc, oneshot, watch};
-use writer::{Decided, DecisionJob, Effect, Effects, Job};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
+use writer::{ChannelWrite, Decided, DecisionJob, Effect, Effects, Job};
 
 /// How the engine presents itself to the outside, and signs its audit log.
 #[derive(Debug)]
@@ -111,30 +112,42 @@ struct Inner {
     shared: Arc<Shared>,
 }
 
+/// How many notices a slow channel may fall behind before it misses some.
+const NOTICE_BACKLOG: usize = 4096;
+
 /// State the writer updates after each commit and the decision path reads.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
     grants: GrantIndex,
     watchers: Mutex<HashMap<String, watch::Sender<RequestStatus>>>,
     deadline_changed: Notify,
+    /// Committed request steps, for reviewer channels.
+    notices: broadcast::Sender<Arc<RequestNotice>>,
 }
 
 impl Effects for Arc<Shared> {
     fn apply(&self, effects: Vec<Effect>) {
         // Grants first: a waiter woken by its approval must find the grant already indexed.
         let mut wake = Vec::new();
+        let mut notices = Vec::new();
         for effect in effects {
             match effect {
                 Effect::GrantIssued(g) => self.grants.insert(g),
                 Effect::GrantEnded(principal, id) => self.grants.remove(&principal, &id),
                 Effect::Settled(id, status) => wake.push((id, status)),
                 Effect::DeadlineAdded => self.deadline_changed.notify_one(),
+                Effect::Notice(n) => notices.push(n),
             }
         }
         for (id, status) in wake {
             if let Some(tx) = lock(&self.watchers).remove(&id) {
                 tx.send_replace(status);
             }
+        }
+        // After the waiters: a channel's work never delays the caller a decision releases.
+        // Nobody listening (no channel configured) is not an error.
+        for n in notices {
+            let _ = self.notices.send(Arc::from(n));
         }
     }
 }
@@ -200,7 +213,9 @@ impl Engine {
         let signed = store.latest_checkpoint().await?.map_or(0, |(size, _)| size);
         let shared = Arc::new(Shared {
             grants: GrantIndex::load(store.active_grants().await?),
-            ..Shared::default()
+            watchers: Mutex::default(),
+            deadline_changed: Notify::new(),
+            notices: broadcast::channel(NOTICE_BACKLOG).0,
         });
         let EngineConfig { public_url, audit } = config;
         let origin = audit.origin.clone();
@@ -452,6 +467,14 @@ impl Engine {
         }
     }
 
+    /// Every committed step of every request from now on (created, voted, settled, escalated,
+    /// reminded, grants issued, revoked and expired), for reviewer channels. A notice is sent
+    /// only after the step is durable; a receiver that falls more than a few thousand notices
+    /// behind is told how many it missed (`RecvError::Lagged`).
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<RequestNotice>> {
+        self.inner.shared.notices.subscribe()
+    }
+
     /// Records `voter`'s vote on request `id`. Refused votes are logged and returned as
     /// [`EngineError::Vote`] with the precise reason.
     pub async fn vote(
@@ -462,6 +485,40 @@ impl Engine {
         reason: Option<String>,
         channel: &str,
     ) -> Result<ApprovalRequest, EngineError> {
+        self.submit_vote(voter, id, decision, reason, channel, false)
+            .await
+    }
+
+    /// The requester approves their own request under a break-glass policy, with `reason`
+    /// (see `ApprovalRequest::cast_vote` for every condition). Logged and flagged like a vote;
+    /// refusals are [`EngineError::Vote`].
+    pub async fn break_glass(
+        &self,
+        requester: &Principal,
+        id: &str,
+        reason: String,
+        channel: &str,
+    ) -> Result<ApprovalRequest, EngineError> {
+        self.submit_vote(
+            requester,
+            id,
+            Decision::Approve,
+            Some(reason),
+            channel,
+            true,
+        )
+        .await
+    }
+
+    async fn submit_vote(
+        &self,
+        voter: &Principal,
+        id: &str,
+        decision: Decision,
+        reason: Option<String>,
+        channel: &str,
+        break_glass: bool,
+    ) -> Result<ApprovalRequest, EngineError> {
         let vote = Vote {
             id: uuid::Uuid::now_v7().to_string(),
             voter: voter.reference(),
@@ -470,6 +527,7 @@ impl Engine {
             reason,
             channel: channel.to_owned(),
             cast_at: writer::now(),
+            break_glass,
         };
         let voter = voter.clone();
         let request_id = id.to_owned();
@@ -580,9 +638,53 @@ impl Engine {
         .await
     }
 
-    /// Expires every request and grant whose deadline has passed.
+    /// Acts on every deadline that has passed: escalations, reminders, expiry of requests and
+    /// grants.
     pub async fn expire_due(&self) -> Result<(), EngineError> {
         self.submit(|reply| Job::ExpireDue { reply }).await
+    }
+
+    /// Keeps a reference to a message a channel posted about a request, so it can be updated
+    /// later, after a restart too.
+    pub async fn record_channel_message(&self, message: ChannelMessage) -> Result<(), EngineError> {
+        self.submit(|reply| Job::Channel {
+            write: ChannelWrite::Message(message),
+            reply,
+        })
+        .await
+    }
+
+    /// Records one attempt to deliver a webhook.
+    pub async fn record_delivery_attempt(
+        &self,
+        attempt: DeliveryAttempt,
+    ) -> Result<(), EngineError> {
+        self.submit(|reply| Job::Channel {
+            write: ChannelWrite::Delivery(attempt),
+            reply,
+        })
+        .await
+    }
+
+    /// The messages channels posted about request `id`.
+    pub async fn channel_messages(
+        &self,
+        request_id: &str,
+    ) -> Result<Vec<ChannelMessage>, EngineError> {
+        Ok(self.inner.store.channel_messages(request_id).await?)
+    }
+
+    /// Webhook delivery attempts about request `id` (all when `None`), oldest first.
+    pub async fn delivery_attempts(
+        &self,
+        request_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryAttempt>, EngineError> {
+        Ok(self
+            .inner
+            .store
+            .delivery_attempts(request_id, limit)
+            .await?)
     }
 
     async fn submit<T>(&self, job: impl FnOnce(writer::Reply<T>) -> Job) -> Result<T, EngineError> {
@@ -836,8 +938,8 @@ pub enum ReloadError {
     Engine(EngineError),
 }
 
-/// Sleeps until the earliest deadline (or until a new one is added), then expires what is due.
-/// Stops when the engine is dropped.
+/// Sleeps until the earliest deadline (expiry, escalation, reminder; or until a new one is
+/// added), then acts on what is due. Stops when the engine is dropped.
 async fn expiry_loop(store: Store, engine: std::sync::Weak<Inner>) {
     // Re-read the deadline at least this often, so a clock step or a missed wake-up heals.
     const MAX_SLEEP: Duration = Duration::from_secs(30);

@@ -19,8 +19,9 @@ use crate::tree::Tree;
 use countersign_audit::note::SigningKey;
 use countersign_audit::{AuditEvent, EventKind};
 use countersign_core::{
-    ApprovalRequest, Attempt, Grant, GrantShape, GrantStatus, PayloadDigest, Principal,
-    PrincipalRef, RequestStatus, Timestamp, Verdict, Vote, VoteError, VoteOutcome,
+    ApprovalRequest, Attempt, ChannelMessage, DeliveryAttempt, Grant, GrantShape, GrantStatus,
+    NoticeKind, PayloadDigest, Principal, PrincipalRef, RequestNotice, RequestStatus, Timestamp,
+    Verdict, Vote, VoteError, VoteOutcome,
 };
 use countersign_store::{Store, StoreTx};
 use tokio::sync::{mpsc, oneshot};
@@ -113,6 +114,18 @@ pub(crate) enum Job {
     Ping {
         reply: Reply<()>,
     },
+    /// State a reviewer channel keeps: a message it posted, a webhook delivery attempt.
+    Channel {
+        write: ChannelWrite,
+        reply: Reply<()>,
+    },
+}
+
+/// What a reviewer channel records through the writer.
+#[derive(Debug)]
+pub(crate) enum ChannelWrite {
+    Message(ChannelMessage),
+    Delivery(DeliveryAttempt),
 }
 
 /// What the engine must do in memory once a batch is committed.
@@ -122,6 +135,21 @@ pub(crate) enum Effect {
     GrantEnded(PrincipalRef, String),
     Settled(String, RequestStatus),
     DeadlineAdded,
+    /// Told to reviewer channels once the batch is committed.
+    Notice(Box<RequestNotice>),
+}
+
+/// Queues a notice about `request` for after the commit; `fill` adds the step's details.
+fn notice(
+    kind: NoticeKind,
+    request: &ApprovalRequest,
+    now: Timestamp,
+    fx: &mut Vec<Effect>,
+    fill: impl FnOnce(&mut RequestNotice),
+) {
+    let mut n = RequestNotice::new(kind, now, request.clone());
+    fill(&mut n);
+    fx.push(Effect::Notice(Box::new(n)));
 }
 
 /// Receives in-memory effects of committed batches.
@@ -259,7 +287,8 @@ impl Job {
             | Job::Event { reply, .. }
             | Job::RotateKey { reply, .. }
             | Job::Checkpoint { reply }
-            | Job::Ping { reply } => Done::new(reply, Err(e)),
+            | Job::Ping { reply }
+            | Job::Channel { reply, .. } => Done::new(reply, Err(e)),
         }
         .send();
     }
@@ -413,6 +442,17 @@ async fn execute(
             (Done::new(reply, Ok(())), false)
         }
         Job::Ping { reply } => (Done::new(reply, Ok(())), false),
+        Job::Channel { write, reply } => {
+            let r = match &write {
+                ChannelWrite::Message(m) => w.tx.insert_channel_message(m).await,
+                ChannelWrite::Delivery(d) => {
+                    let id = uuid::Uuid::now_v7().to_string();
+                    w.tx.insert_delivery_attempt(&id, d).await
+                }
+            };
+            let failed = r.is_err();
+            (Done::new(reply, r.map_err(EngineError::from)), failed)
+        }
         Job::RotateKey { event, key, reply } => {
             w.append(&event);
             w.tree.rotate_key(*key);
@@ -488,6 +528,7 @@ async fn decision(
                 settled_at: None,
                 cancelled_by: None,
                 votes: Vec::new(),
+                escalations_fired: 0,
             };
             w.tx.insert_request(&request).await?;
             fx.push(Effect::DeadlineAdded);
@@ -505,6 +546,7 @@ async fn decision(
             request.expires_at, request.requirements.grant
         ));
         w.append(&created);
+        notice(NoticeKind::Created, &request, now, fx, |_| {});
     }
     Ok(Decided::Held(Box::new(request)))
 }
@@ -533,6 +575,7 @@ async fn cast_vote(
     event.reason = vote.reason.clone();
     event.vote_id = Some(vote.id.clone());
     event.channel = Some(vote.channel.clone());
+    event.break_glass = vote.break_glass;
     match request.cast_vote(voter, vote.clone(), now) {
         Err(refusal) => {
             event.kind = EventKind::VoteRefused;
@@ -543,10 +586,17 @@ async fn cast_vote(
         Ok(outcome) => {
             w.tx.insert_vote(request_id, &vote).await?;
             w.append(&event);
-            if let VoteOutcome::Settled(status) = outcome {
-                settle(w, &request, status, Some(voter.reference()), now, fx).await?;
-                if status == RequestStatus::Approved {
-                    issue_grant(w, &request, grant_id, now, fx).await?;
+            match outcome {
+                VoteOutcome::Settled(status) => {
+                    settle(w, &request, status, Some(voter.reference()), now, fx).await?;
+                    if status == RequestStatus::Approved {
+                        issue_grant(w, &request, grant_id, now, fx).await?;
+                    }
+                }
+                VoteOutcome::Recorded => {
+                    notice(NoticeKind::Voted, &request, now, fx, |n| {
+                        n.actor = Some(voter.reference());
+                    });
                 }
             }
             Ok(Ok(request))
@@ -576,8 +626,9 @@ async fn settle(
         )));
     }
     let mut event = request_event(EventKind::RequestSettled, request, now);
-    event.actor = actor;
+    event.actor = actor.clone();
     event.outcome = Some(status.as_str().to_owned());
+    event.break_glass = request.broke_glass();
     event.verdict = Some(
         match status {
             RequestStatus::Approved => "approve",
@@ -587,6 +638,7 @@ async fn settle(
     );
     w.append(&event);
     fx.push(Effect::Settled(request.id.clone(), status));
+    notice(NoticeKind::Settled, request, now, fx, |n| n.actor = actor);
     Ok(())
 }
 
@@ -622,6 +674,9 @@ async fn issue_grant(
     event.grant_id = Some(grant.id.clone());
     event.outcome = Some(format!("{} grant until {}", grant.shape, grant.expires_at));
     w.append(&event);
+    notice(NoticeKind::GrantIssued, request, now, fx, |n| {
+        n.grant = Some(grant.clone());
+    });
     fx.push(Effect::GrantIssued(grant));
     fx.push(Effect::DeadlineAdded);
     Ok(())
@@ -675,6 +730,15 @@ async fn revoke(
     event.actor = Some(by.clone());
     event.reason = reason;
     w.append(&event);
+    grant_notice(
+        w,
+        NoticeKind::GrantRevoked,
+        &grant,
+        Some(by.clone()),
+        now,
+        fx,
+    )
+    .await?;
     fx.push(Effect::GrantEnded(
         grant.principal.clone(),
         grant.id.clone(),
@@ -682,11 +746,73 @@ async fn revoke(
     Ok(grant)
 }
 
+/// Tells channels about a grant that ended, with the request it came from.
+async fn grant_notice(
+    w: &mut Writer<'_>,
+    kind: NoticeKind,
+    grant: &Grant,
+    actor: Option<PrincipalRef>,
+    now: Timestamp,
+    fx: &mut Vec<Effect>,
+) -> Result<(), EngineError> {
+    if let Some(request) = w.tx.request(&grant.request_id).await? {
+        notice(kind, &request, now, fx, |n| {
+            n.actor = actor;
+            n.grant = Some(grant.clone());
+        });
+    }
+    Ok(())
+}
+
+/// Asks the groups of every escalation that fell due, and sends the reminders that did.
+async fn escalate_and_remind(
+    w: &mut Writer<'_>,
+    now: Timestamp,
+    fx: &mut Vec<Effect>,
+) -> Result<(), EngineError> {
+    for id in w.tx.due_escalations(now).await? {
+        let Some(mut request) = w.tx.request(&id).await? else {
+            continue;
+        };
+        let fired = request.escalate_if_due(now);
+        w.tx.record_escalation(&request).await?;
+        let groups: std::collections::BTreeSet<String> = fired
+            .iter()
+            .flat_map(|e| e.groups.iter().cloned())
+            .collect();
+        if groups.is_empty() {
+            continue;
+        }
+        let mut event = request_event(EventKind::RequestEscalated, &request, now);
+        event.policy_ids = fired.iter().map(|e| e.policy_id.clone()).collect();
+        event.reason = Some(format!(
+            "no decision in time; now also asked: {}",
+            groups.iter().cloned().collect::<Vec<_>>().join(", ")
+        ));
+        w.append(&event);
+        notice(NoticeKind::Escalated, &request, now, fx, |n| {
+            n.groups = groups
+        });
+    }
+    for id in w.tx.due_reminders(now).await? {
+        w.tx.clear_reminder(&id).await?;
+        let Some(request) = w.tx.request(&id).await? else {
+            continue;
+        };
+        let mut event = request_event(EventKind::RequestReminded, &request, now);
+        event.outcome = Some(format!("expires at {}", request.expires_at));
+        w.append(&event);
+        notice(NoticeKind::Reminder, &request, now, fx, |_| {});
+    }
+    Ok(())
+}
+
 async fn expire_due(
     w: &mut Writer<'_>,
     now: Timestamp,
     fx: &mut Vec<Effect>,
 ) -> Result<(), EngineError> {
+    escalate_and_remind(w, now, fx).await?;
     for id in w.tx.due_requests(now).await? {
         match w.tx.request(&id).await {
             Ok(Some(mut request)) => {
@@ -721,6 +847,7 @@ async fn expire_due(
             grant.status = GrantStatus::Expired;
             grant.ended_at = Some(now);
             w.append(&grant_event(EventKind::GrantExpired, &grant, now));
+            grant_notice(w, NoticeKind::GrantExpired, &grant, None, now, fx).await?;
             fx.push(Effect::GrantEnded(grant.principal.clone(), id));
         }
     }
