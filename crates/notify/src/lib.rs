@@ -1,0 +1,45 @@
+//! Reviewer channels: where people learn about approval requests and decide on them.
+//!
+//! - [`slack`]: review messages with Approve / Deny buttons (Block Kit), verified interaction
+//!   callbacks, identities from what Slack reports, modals for reasons, updates after
+//!   settlement, direct messages to reviewers and requesters.
+//! - [`webhook`]: every request event POSTed as JSON, signed per Standard Webhooks.
+//! - [`dispatch`]: turns the engine's committed notices into deliveries, queued and retried.
+//!
+//! This crate never decides anything and never reads the store: a click becomes a vote only
+//! through the engine (the server's callback route does that), and what a channel keeps
+//! (message references, delivery attempts) goes through [`ChannelState`], which the gateway
+//! implements on the engine's writer.
+
+pub mod directory;
+pub mod dispatch;
+pub mod render;
+pub mod retry;
+pub mod secret;
+pub mod slack;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod webhook;
+
+pub use directory::Directory;
+pub use dispatch::{ChannelState, Dispatcher};
+pub use retry::Backoff;
+pub use secret::Secret;
+
+/// Installs the process's TLS crypto provider (ring, the one the whole build uses) before the
+/// first HTTPS client is built. Idempotent.
+pub(crate) fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client, reqwest::Error> {
+    // Already installed (by this or another part of the process) is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .build()
+}
+
+/// Seconds since the Unix epoch, as Slack and Standard Webhooks count them.
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
