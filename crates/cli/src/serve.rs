@@ -49,6 +49,7 @@ pub async fn run(config_path: Option<&Path>) -> Result<()> {
             admin_groups: setup.admin_groups.clone(),
             max_body_bytes: setup.max_body_bytes,
             policy_source: policy_source.clone(),
+            slack: Vec::new(),
         },
     );
     spawn_sighup_reload(engine.clone(), policy_source);

@@ -201,7 +201,7 @@ impl ApprovalRequest {
     }
 
     /// The groups whose approvals count for `rule`: its own, plus those its policy escalated to.
-    fn rule_groups(&self, rule: &crate::decision::ApprovalRule) -> BTreeSet<String> {
+    pub fn rule_groups(&self, rule: &crate::decision::ApprovalRule) -> BTreeSet<String> {
         let mut groups = rule.groups.clone();
         for e in self.fired_escalations() {
             if e.policy_id == rule.policy_id {
@@ -318,6 +318,13 @@ impl ApprovalRequest {
             }
             None => VoteOutcome::Recorded,
         })
+    }
+
+    /// Whether `who` could vote on this request at `now`: eligible, and the request still open.
+    /// Channels ask this before collecting a reason, so nobody is asked for one in vain.
+    pub fn may_vote(&self, who: &Principal, now: Timestamp) -> Result<(), VoteError> {
+        self.eligibility(who)?;
+        self.check_open(now)
     }
 
     fn check_open(&self, now: Timestamp) -> Result<(), VoteError> {

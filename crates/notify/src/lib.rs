@@ -26,11 +26,18 @@ pub use dispatch::{ChannelState, Dispatcher};
 pub use retry::Backoff;
 pub use secret::Secret;
 
-/// Installs the process's TLS crypto provider (ring, the one the whole build uses) before the
-/// first HTTPS client is built. Idempotent.
-pub(crate) fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client, reqwest::Error> {
+/// Installs ring, the one TLS crypto provider of the build, as the process default. With this
+/// crate in a build, `reqwest` speaks HTTPS through rustls without a provider of its own, so
+/// every `reqwest::Client` of the process (this crate's, the CLI's, tests') needs this called
+/// first, or building the client panics. Idempotent.
+pub fn install_crypto_provider() {
     // Already installed (by this or another part of the process) is fine.
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// An HTTP(S) client with `timeout` per request.
+pub(crate) fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client, reqwest::Error> {
+    install_crypto_provider();
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(std::time::Duration::from_secs(5))

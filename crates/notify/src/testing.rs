@@ -62,6 +62,7 @@ pub struct Call {
 
 #[derive(Default)]
 struct SlackState {
+    team_id: String,
     calls: Vec<Call>,
     users: HashMap<String, FakeUser>,
     /// (conversation, ts) → the message as last posted or updated.
@@ -98,6 +99,7 @@ impl FakeSlack {
     /// Starts a fake workspace `team_id` on a free loopback port.
     pub async fn start(team_id: &str) -> FakeSlack {
         let state = Arc::new(Mutex::new(SlackState {
+            team_id: team_id.to_owned(),
             next_ts: 1,
             ..SlackState::default()
         }));
@@ -582,16 +584,20 @@ async fn lookup_by_email(
         answered(&state, M, &body, "invalid_arguments");
         return slack_error("invalid_arguments");
     };
-    let found = lock(&state.0)
+    let s = lock(&state.0);
+    // Only this workspace's members: the token is the workspace's.
+    let found = s
         .users
         .iter()
         .find(|(_, u)| {
             !u.deleted
+                && u.team_id == s.team_id
                 && u.email
                     .as_deref()
                     .is_some_and(|e| e.eq_ignore_ascii_case(email))
         })
         .map(|(id, u)| (id.clone(), u.team_id.clone()));
+    drop(s);
     match found {
         Some((id, team)) => {
             answered(&state, M, &body, "ok");

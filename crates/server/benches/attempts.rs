@@ -119,6 +119,7 @@ async fn start_gateway(url: &str) -> Gateway {
         admin_groups: BTreeSet::from(["admins".to_owned()]),
         max_body_bytes: 1 << 20,
         policy_source: Arc::new(LoadedPolicies::examples),
+        slack: Vec::new(),
     };
     let router = countersign_server::router(engine.clone(), config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -68,6 +68,8 @@ impl From<EngineError> for ApiError {
                 VoteError::SelfApproval => (S::FORBIDDEN, "self_approval"),
                 VoteError::NotEligible(_) => (S::FORBIDDEN, "not_eligible"),
                 VoteError::DuplicateVote(_) => (S::CONFLICT, "duplicate_vote"),
+                VoteError::ReasonRequired => (S::BAD_REQUEST, "reason_required"),
+                VoteError::BreakGlass(_) => (S::FORBIDDEN, "break_glass_refused"),
             },
             EngineError::Cancel(c) => match c {
                 CancelError::AlreadySettled(_) => (S::CONFLICT, "already_settled"),

@@ -1,10 +1,12 @@
 //! The HTTP API of the gateway: `/v1` (attempts, requests, votes, grants, audit, policies),
-//! `/v1/openapi.json`, and the operational endpoints `/healthz`, `/readyz` and `/metrics`.
+//! the reviewer channels' callbacks (`/v1/channels/slack/interactions`), `/v1/openapi.json`,
+//! and the operational endpoints `/healthz`, `/readyz` and `/metrics`.
 //!
 //! Handlers are thin: they authenticate the caller, check the caller's role for the route,
 //! translate JSON to domain types and back, and leave every decision to the engine.
 
 mod auth;
+pub mod channels;
 mod error;
 mod extract;
 mod metrics;
@@ -39,6 +41,8 @@ pub struct ServerConfig {
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
     pub policy_source: PolicySource,
+    /// Slack workspaces whose interaction callbacks this gateway takes.
+    pub slack: Vec<Arc<countersign_notify::slack::Slack>>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -48,6 +52,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("auditor_groups", &self.auditor_groups)
             .field("admin_groups", &self.admin_groups)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("slack", &self.slack.len())
             .finish_non_exhaustive()
     }
 }
@@ -85,6 +90,10 @@ pub fn router(engine: Engine, config: ServerConfig) -> Router {
         .route("/v1/audit/rotate-key", post(routes::audit::rotate_key))
         .route("/v1/policies", get(routes::policies::show))
         .route("/v1/policies/reload", post(routes::policies::reload))
+        .route(
+            "/v1/channels/slack/interactions",
+            post(routes::slack::interactions),
+        )
         .route("/v1/whoami", get(routes::ops::whoami))
         .route("/v1/openapi.json", get(openapi::document))
         .route("/healthz", get(routes::ops::healthz))

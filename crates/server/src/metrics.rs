@@ -41,3 +41,8 @@ pub fn decision(outcome: &'static str, seconds: f64) {
 pub fn vote(result: &'static str) {
     metrics::counter!("countersign_votes_total", "result" => result).increment(1);
 }
+
+/// Slack callbacks by what became of them: `accepted`, `repeated`, or the refusal's code.
+pub fn slack_interaction(result: &'static str) {
+    metrics::counter!("countersign_slack_interactions_total", "result" => result).increment(1);
+}

@@ -84,6 +84,7 @@ pub fn spec() -> Value {
                 "summary": "List approval requests the caller may see",
                 "parameters": [
                     {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["pending", "approved", "denied", "expired", "cancelled", "all"]}},
+                    {"name": "break_glass", "in": "query", "description": "`true`: only requests the requester approved under break-glass, for review after the fact; `false`: only the others", "schema": {"type": "boolean"}},
                     limit_param(1000)
                 ],
                 "responses": ok("RequestList", "Requests, newest first")
@@ -94,10 +95,30 @@ pub fn spec() -> Value {
                 "responses": ok("Request", "The request")
             }},
             "/v1/requests/{id}/votes": {"post": {
-                "summary": "Approve or deny a request (eligible reviewers; never the requester)",
+                "summary": "Approve or deny a request (eligible reviewers; never the requester, except a person's break-glass approval where every matching policy allows it)",
                 "parameters": [id_param()],
                 "requestBody": body("VoteRequest"),
                 "responses": ok("Request", "The request after the vote")
+            }},
+            "/v1/channels/slack/interactions": {"post": {
+                "summary": "Slack's interaction callback (Request URL): Approve / Deny clicks and the deny-reason modal",
+                "description": "Authenticated by Slack's signature (`X-Slack-Signature`, `X-Slack-Request-Timestamp` within 5 minutes), not a bearer token. Answers at once; the vote is cast afterwards through the same rules as the API, and a refused click is explained to the clicking user only.",
+                "security": [],
+                "parameters": [
+                    {"name": "X-Slack-Request-Timestamp", "in": "header", "required": true, "schema": {"type": "string"}},
+                    {"name": "X-Slack-Signature", "in": "header", "required": true, "schema": {"type": "string", "pattern": "^v0=[0-9a-f]{64}$"}}
+                ],
+                "requestBody": {"required": true, "content": {"application/x-www-form-urlencoded": {"schema": {
+                    "type": "object", "required": ["payload"],
+                    "properties": {"payload": {"type": "string", "description": "JSON of a `block_actions` or `view_submission` interaction"}}
+                }}}},
+                "responses": {
+                    "200": {"description": "Accepted (or a repeated delivery of an accepted interaction); empty body"},
+                    "400": {"$ref": "#/components/responses/Error"},
+                    "401": {"$ref": "#/components/responses/Error"},
+                    "403": {"$ref": "#/components/responses/Error"},
+                    "404": {"$ref": "#/components/responses/Error"}
+                }
             }},
             "/v1/requests/{id}/cancel": {"post": {
                 "summary": "Cancel a pending request (its requester, or an administrator)",
@@ -153,7 +174,7 @@ pub fn spec() -> Value {
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {
                     "type": "object", "required": ["code", "message"],
                     "properties": {
-                        "code": {"type": "string", "examples": ["unauthenticated", "forbidden", "not_found", "invalid_request", "malformed_json", "payload_too_large", "unsupported_media_type", "invalid_action", "unknown_action", "unknown_resource_type", "self_approval", "not_eligible", "already_settled", "duplicate_vote", "expired", "not_requester", "grant_not_active", "invalid_policy", "unavailable"]},
+                        "code": {"type": "string", "examples": ["unauthenticated", "forbidden", "not_found", "invalid_request", "malformed_json", "payload_too_large", "unsupported_media_type", "invalid_action", "unknown_action", "unknown_resource_type", "self_approval", "not_eligible", "already_settled", "duplicate_vote", "expired", "not_requester", "grant_not_active", "invalid_policy", "unavailable", "reason_required", "break_glass_refused", "bad_signature", "invalid_payload", "wrong_workspace"]},
                         "message": {"type": "string"}
                     }
                 }}},
@@ -187,7 +208,8 @@ pub fn spec() -> Value {
                     "id": {"type": "string"}, "voter": {"type": "object"},
                     "decision": {"type": "string", "enum": ["approve", "deny"]},
                     "reason": {"type": ["string", "null"]}, "channel": {"type": "string"},
-                    "cast_at": {"type": "string", "format": "date-time"}
+                    "cast_at": {"type": "string", "format": "date-time"},
+                    "break_glass": {"type": "boolean"}
                 }},
                 "Request": {"type": "object", "required": ["id", "status"], "properties": {
                     "id": {"type": "string"},
@@ -207,12 +229,14 @@ pub fn spec() -> Value {
                     "expires_at": {"type": "string", "format": "date-time"},
                     "settled_at": {"type": ["string", "null"], "format": "date-time"},
                     "grant_id": {"type": ["string", "null"]},
-                    "review_url": {"type": "string"}
+                    "review_url": {"type": "string"},
+                    "break_glass": {"type": "boolean", "description": "settled by the requester's break-glass approval"}
                 }},
                 "RequestList": {"type": "object", "properties": {"requests": {"type": "array", "items": {"$ref": "#/components/schemas/Request"}}}},
                 "VoteRequest": {"type": "object", "required": ["decision"], "additionalProperties": false, "properties": {
                     "decision": {"type": "string", "enum": ["approve", "deny"]},
-                    "reason": {"type": "string", "maxLength": 4096}
+                    "reason": {"type": "string", "maxLength": 4096},
+                    "break_glass": {"type": "boolean", "default": false, "description": "The requester approves their own request under a policy with `@break_glass(\"true\")`: only a person, only `approve`, only with a reason of at least 20 characters, only when every matching policy allows it. Flagged in the audit log and told to every eligible reviewer."}
                 }},
                 "Grant": {"type": "object", "properties": {
                     "id": {"type": "string"}, "request_id": {"type": "string"},

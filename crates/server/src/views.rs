@@ -15,11 +15,14 @@ pub fn request(r: &ApprovalRequest, review_url: &str, grant: Option<&Grant>) -> 
         .rules
         .iter()
         .map(|rule| {
+            let counted = r.rule_groups(rule);
             json!({
                 "policy_id": rule.policy_id,
                 "groups": rule.groups,
+                "escalated_groups": counted.difference(&rule.groups).collect::<Vec<_>>(),
                 "quorum": rule.quorum,
-                "approvals": r.approvals_for(&rule.groups),
+                "approvals": r.approvals_for(&counted),
+                "break_glass": rule.break_glass,
             })
         })
         .collect();
@@ -34,6 +37,7 @@ pub fn request(r: &ApprovalRequest, review_url: &str, grant: Option<&Grant>) -> 
                 "reason": v.reason,
                 "channel": v.channel,
                 "cast_at": time(v.cast_at),
+                "break_glass": v.break_glass,
             })
         })
         .collect();
@@ -52,6 +56,13 @@ pub fn request(r: &ApprovalRequest, review_url: &str, grant: Option<&Grant>) -> 
             "rules": rules,
             "grant": r.requirements.grant,
             "timeout_seconds": r.requirements.timeout_ms / 1000,
+            "escalations": r.requirements.escalations.iter().map(|e| json!({
+                "policy_id": e.policy_id,
+                "after_seconds": e.after_ms / 1000,
+                "groups": e.groups,
+            })).collect::<Vec<_>>(),
+            "escalations_fired": r.escalations_fired,
+            "deny_reason_required": r.requirements.deny_reason_required,
         },
         "policy_version": r.policy_version,
         "policy_ids": r.policy_ids,
@@ -62,6 +73,7 @@ pub fn request(r: &ApprovalRequest, review_url: &str, grant: Option<&Grant>) -> 
         "cancelled_by": r.cancelled_by,
         "grant_id": grant.map(|g| g.id.clone()),
         "review_url": review_url,
+        "break_glass": r.broke_glass(),
     })
 }
 

@@ -102,6 +102,7 @@ async fn gateway(backend: Backend) -> Gateway {
         admin_groups: ["admins".to_string()].into(),
         max_body_bytes: 16 * 1024,
         policy_source: source,
+        slack: Vec::new(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -114,7 +115,10 @@ async fn gateway(backend: Backend) -> Gateway {
     Gateway {
         url,
         engine,
-        http: reqwest::Client::new(),
+        http: {
+            countersign_notify::install_crypto_provider();
+            reqwest::Client::new()
+        },
         store,
         policy_text,
         _db: db,

@@ -303,6 +303,7 @@ impl Gateway {
                 admin_groups: BTreeSet::from(["admins".to_owned()]),
                 max_body_bytes: 1 << 20,
                 policy_source: Arc::new(LoadedPolicies::examples),
+                slack: Vec::new(),
             },
         );
         let api_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -405,7 +406,7 @@ impl Gateway {
     /// The ids of pending requests whose JSON mentions `needle`, as a reviewer sees them
     /// through the API.
     pub async fn pending(&self, needle: &str) -> Vec<String> {
-        let body: serde_json::Value = reqwest::Client::new()
+        let body: serde_json::Value = http()
             .get(format!("{}/v1/requests?status=pending", self.api))
             .bearer_auth(ALICE_TOKEN)
             .send()
@@ -436,7 +437,7 @@ impl Gateway {
 
     /// Votes through the API as `token`.
     pub async fn vote(&self, token: &str, id: &str, decision: &str, reason: &str) {
-        let r = reqwest::Client::new()
+        let r = http()
             .post(format!("{}/v1/requests/{id}/votes", self.api))
             .bearer_auth(token)
             .json(&serde_json::json!({ "decision": decision, "reason": reason }))
@@ -565,4 +566,11 @@ pub mod msg {
     pub fn sync() -> Vec<u8> {
         MessageBuilder::new(Some(b'S')).finish()
     }
+}
+
+/// An HTTP client for the gateway's API. Built with rustls when the reviewer channels are in the
+/// build, so the one crypto provider is installed first.
+fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }

@@ -7,3 +7,4 @@ pub mod grants;
 pub mod ops;
 pub mod policies;
 pub mod requests;
+pub mod slack;

@@ -21,6 +21,9 @@ const MAX_REASON: usize = 4096;
 pub struct ListParams {
     #[serde(default)]
     status: Option<String>,
+    /// Only requests settled by a break-glass approval (`true`), or only the others.
+    #[serde(default)]
+    break_glass: Option<bool>,
     #[serde(default)]
     limit: Option<u32>,
 }
@@ -31,9 +34,7 @@ fn may_see(caller: &Caller, request: &ApprovalRequest) -> bool {
     caller.is_admin
         || caller.is_auditor
         || request.attempt.is_requester(&caller.principal.reference())
-        || caller
-            .principal
-            .in_any(&request.requirements.eligible_groups())
+        || caller.principal.in_any(&request.eligible_groups())
 }
 
 /// Fails with `not_found`, exactly as for a request that does not exist, unless `caller` may
@@ -79,6 +80,7 @@ pub async fn list(
     let limit = params.limit.unwrap_or(100).clamp(1, 1000);
     let base = RequestFilter {
         status,
+        break_glass: params.break_glass,
         limit,
         ..RequestFilter::default()
     };
@@ -156,6 +158,9 @@ pub struct VoteBody {
     decision: String,
     #[serde(default)]
     reason: Option<String>,
+    /// The requester's own approval under a break-glass policy.
+    #[serde(default)]
+    break_glass: bool,
 }
 
 pub async fn vote(
@@ -182,11 +187,25 @@ pub async fn vote(
             format!("reason is longer than {MAX_REASON} bytes"),
         ));
     }
-    match state
-        .engine
-        .vote(&caller.principal, &id, decision, reason, "api")
-        .await
-    {
+    let voted = if body.break_glass {
+        if decision != Decision::Approve {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "break_glass goes with `approve`; to withdraw a request, cancel it",
+            ));
+        }
+        // The engine checks the reason's length with every other break-glass rule.
+        state
+            .engine
+            .break_glass(&caller.principal, &id, reason.unwrap_or_default(), "api")
+            .await
+    } else {
+        state
+            .engine
+            .vote(&caller.principal, &id, decision, reason, "api")
+            .await
+    };
+    match voted {
         Ok(request) => {
             metrics::vote("recorded");
             Ok(Json(render(&state, &request).await?))
