@@ -155,15 +155,24 @@ pub async fn list_requests(client: &Client, status: &str, json: bool) -> Result<
 }
 
 /// Casts `decision` on request `id`.
-pub async fn vote(client: &Client, id: &str, decision: &str, reason: &str) -> Result<()> {
+/// Votes `decision` on request `id`; `break_glass` makes it the requester's own approval
+/// under a break-glass policy.
+pub async fn vote(
+    client: &Client,
+    id: &str,
+    decision: &str,
+    reason: &str,
+    break_glass: bool,
+) -> Result<()> {
     if reason.trim().is_empty() {
         bail!("give a --reason: reviewers' reasons go into the audit log");
     }
+    let mut vote = serde_json::json!({"decision": decision, "reason": reason});
+    if break_glass {
+        vote["break_glass"] = serde_json::json!(true);
+    }
     let body = client
-        .post(
-            &format!("/v1/requests/{}/votes", url_part(id)),
-            &serde_json::json!({"decision": decision, "reason": reason}),
-        )
+        .post(&format!("/v1/requests/{}/votes", url_part(id)), &vote)
         .await?;
     let rules = body["requirements"]["rules"]
         .as_array()

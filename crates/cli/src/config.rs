@@ -4,7 +4,7 @@ use anyhow::{Context, Result, bail};
 use countersign_core::{Principal, PrincipalKind};
 use countersign_server::ConfiguredPrincipal;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8480";
@@ -22,11 +22,171 @@ pub struct Config {
     pub audit: AuditSection,
     #[serde(default)]
     pub principals: Vec<PrincipalSection>,
-    /// Reviewer channels (Slack, webhooks); read by later versions.
+    /// Reviewer channels: Slack workspaces and signed webhooks.
     #[serde(default)]
-    pub channels: Option<toml::Table>,
+    pub channels: ChannelsSection,
     #[serde(default)]
     pub gates: GatesSection,
+}
+
+/// `[channels]`: where reviewers and requesters hear of requests.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelsSection {
+    #[serde(default)]
+    pub slack: Vec<SlackSection>,
+    #[serde(default)]
+    pub webhook: Vec<WebhookSection>,
+    /// Microsoft Teams; not part of this version.
+    #[serde(default)]
+    pub teams: Option<toml::Value>,
+}
+
+/// `[[channels.slack]]`: one Slack workspace. Secrets come from the environment or a file,
+/// never from this file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackSection {
+    #[serde(default = "default_slack_api")]
+    pub api_url: String,
+    pub bot_token_env: Option<String>,
+    pub bot_token_file: Option<PathBuf>,
+    pub signing_secret_env: Option<String>,
+    pub signing_secret_file: Option<PathBuf>,
+    /// Clicks from any other workspace are refused.
+    pub team_id: String,
+    /// The default review channel.
+    pub channel: String,
+    /// Review channels per reviewer group.
+    #[serde(default)]
+    pub group_channels: BTreeMap<String, String>,
+    /// Explicit Slack user id → principal id, e.g. `{ U0123 = "alice@example.com" }`; others
+    /// are known by the e-mail address Slack reports.
+    #[serde(default)]
+    pub users: BTreeMap<String, String>,
+    /// Also send each eligible reviewer the review message directly.
+    #[serde(default)]
+    pub dm_reviewers: bool,
+}
+
+fn default_slack_api() -> String {
+    "https://slack.com/api".into()
+}
+
+/// `[[channels.webhook]]`: an endpoint that receives every request event, signed per
+/// Standard Webhooks.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSection {
+    pub url: String,
+    pub secret_env: Option<String>,
+    pub secret_file: Option<PathBuf>,
+}
+
+/// Reads a secret from exactly one of an environment variable or a file (relative to the
+/// config file's directory), trimmed; `what` names it in errors.
+fn secret(
+    what: &str,
+    env: Option<&str>,
+    file: Option<&Path>,
+    beside: &Path,
+) -> Result<countersign_notify::Secret> {
+    let value = match (env, file) {
+        (Some(var), None) => std::env::var(var)
+            .with_context(|| format!("{what}: environment variable {var} is not set"))?,
+        (None, Some(path)) => {
+            let path = beside.join(path);
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("{what}: cannot read {}", path.display()))?
+        }
+        (Some(_), Some(_)) => bail!("{what}: give the _env or the _file form, not both"),
+        (None, None) => bail!("{what}: missing (set the _env or the _file form)"),
+    };
+    let value = value.trim();
+    if value.is_empty() {
+        bail!("{what} is empty");
+    }
+    Ok(countersign_notify::Secret::new(value))
+}
+
+fn http_url(what: &str, url: &str) -> Result<()> {
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        bail!("{what} `{url}` must be an http:// or https:// URL");
+    }
+    Ok(())
+}
+
+impl SlackSection {
+    /// The workspace's settings with its secrets read; `principals` are the configured ones,
+    /// which every mapped user must name.
+    pub fn resolve(
+        &self,
+        beside: &Path,
+        principals: &[PrincipalSection],
+    ) -> Result<countersign_notify::slack::SlackConfig> {
+        let team = &self.team_id;
+        http_url(
+            &format!("[[channels.slack]] {team}: api_url"),
+            &self.api_url,
+        )?;
+        if team.trim().is_empty() || self.channel.trim().is_empty() {
+            bail!("[[channels.slack]]: team_id and channel must not be empty");
+        }
+        let bot_token = secret(
+            &format!("[[channels.slack]] {team}: bot token"),
+            self.bot_token_env.as_deref(),
+            self.bot_token_file.as_deref(),
+            beside,
+        )?;
+        if !bot_token.expose().starts_with("xoxb-") {
+            bail!("[[channels.slack]] {team}: the bot token must be a bot token (xoxb-…)");
+        }
+        let signing_secret = secret(
+            &format!("[[channels.slack]] {team}: signing secret"),
+            self.signing_secret_env.as_deref(),
+            self.signing_secret_file.as_deref(),
+            beside,
+        )?;
+        for (slack_user, id) in &self.users {
+            let known = principals
+                .iter()
+                .any(|p| p.kind == "user" && countersign_core::same_person(&p.id, id));
+            if !known {
+                bail!(
+                    "[[channels.slack]] {team}: users maps {slack_user} to `{id}`, which is not a configured user"
+                );
+            }
+        }
+        Ok(countersign_notify::slack::SlackConfig {
+            api_url: self.api_url.clone(),
+            bot_token,
+            signing_secret,
+            team_id: team.clone(),
+            channel: self.channel.clone(),
+            group_channels: self.group_channels.clone(),
+            users: self.users.clone(),
+            dm_reviewers: self.dm_reviewers,
+        })
+    }
+}
+
+impl WebhookSection {
+    pub fn resolve(&self, beside: &Path) -> Result<countersign_notify::webhook::Webhook> {
+        let what = format!("[[channels.webhook]] {}", self.url);
+        http_url(&what, &self.url)?;
+        let text = secret(
+            &format!("{what}: secret"),
+            self.secret_env.as_deref(),
+            self.secret_file.as_deref(),
+            beside,
+        )?;
+        let secret = countersign_notify::webhook::WebhookSecret::parse(text.expose())
+            .map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+        Ok(countersign_notify::webhook::Webhook {
+            url: self.url.clone(),
+            secret,
+        })
+    }
 }
 
 /// `[gates]`: the protocol gates in front of production systems.

@@ -72,6 +72,11 @@ enum Command {
         id: String,
         #[arg(long)]
         reason: String,
+        /// Approve your own request where policy allows break-glass (`@break_glass("true")`):
+        /// needs a reason of at least 20 characters; every reviewer is told, and the request is
+        /// listed for review after the fact.
+        #[arg(long)]
+        break_glass: bool,
     },
     /// Deny a request.
     Deny {
@@ -279,12 +284,17 @@ async fn run(command: Command) -> Result<i32> {
             client::list_requests(&conn.client()?, &status, json).await?;
             Ok(0)
         }
-        Command::Approve { conn, id, reason } => {
-            client::vote(&conn.client()?, &id, "approve", &reason).await?;
+        Command::Approve {
+            conn,
+            id,
+            reason,
+            break_glass,
+        } => {
+            client::vote(&conn.client()?, &id, "approve", &reason, break_glass).await?;
             Ok(0)
         }
         Command::Deny { conn, id, reason } => {
-            client::vote(&conn.client()?, &id, "deny", &reason).await?;
+            client::vote(&conn.client()?, &id, "deny", &reason, false).await?;
             Ok(0)
         }
         Command::Policy {

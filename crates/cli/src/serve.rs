@@ -41,15 +41,33 @@ pub async fn run(config_path: Option<&Path>) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", setup.listen))?;
     let policy_source = setup.policy_source.clone();
+    let principals = setup.principals()?;
+    let slack = setup
+        .slack
+        .iter()
+        .map(|c| {
+            countersign_notify::slack::Slack::new(c.clone(), countersign_notify::Backoff::default())
+                .map(Arc::new)
+                .with_context(|| format!("Slack workspace {}", c.team_id))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    countersign_server::channels::start(
+        &engine,
+        &principals,
+        &slack,
+        setup.webhooks.clone(),
+        countersign_notify::Backoff::default(),
+    )
+    .context("cannot start the reviewer channels")?;
     let router = countersign_server::router(
         engine.clone(),
         ServerConfig {
-            principals: setup.principals()?,
+            principals,
             auditor_groups: setup.auditor_groups.clone(),
             admin_groups: setup.admin_groups.clone(),
             max_body_bytes: setup.max_body_bytes,
             policy_source: policy_source.clone(),
-            slack: Vec::new(),
+            slack,
         },
     );
     spawn_sighup_reload(engine.clone(), policy_source);
@@ -91,6 +109,8 @@ struct Setup {
     policy_source: PolicySource,
     dev_principals: Option<Vec<dev::DevPrincipal>>,
     pg_gates: Vec<countersign_gate_pg::PgGateSection>,
+    slack: Vec<countersign_notify::slack::SlackConfig>,
+    webhooks: Vec<countersign_notify::webhook::Webhook>,
 }
 
 impl Setup {
@@ -102,9 +122,33 @@ impl Setup {
         if config.gates.mcp.is_some() {
             tracing::warn!("this version has no MCP gate; [[gates.mcp]] is ignored");
         }
-        if let Some(channels) = &config.channels {
-            tracing::warn!(channels = ?channels.keys().collect::<Vec<_>>(), "this version has no reviewer channels; [channels] is ignored");
+        if config.channels.teams.is_some() {
+            tracing::warn!(
+                "this version has no Microsoft Teams channel; [[channels.teams]] is ignored"
+            );
         }
+        let beside = path.parent().unwrap_or(Path::new("."));
+        let slack = config
+            .channels
+            .slack
+            .iter()
+            .map(|s| s.resolve(beside, &config.principals))
+            .collect::<Result<Vec<_>>>()?;
+        let mut teams = BTreeSet::new();
+        for s in &slack {
+            if !teams.insert(s.team_id.as_str()) {
+                anyhow::bail!(
+                    "two [[channels.slack]] sections name workspace {}",
+                    s.team_id
+                );
+            }
+        }
+        let webhooks = config
+            .channels
+            .webhook
+            .iter()
+            .map(|w| w.resolve(beside))
+            .collect::<Result<Vec<_>>>()?;
         let policy_source: PolicySource = match config.policy.dir.clone() {
             Some(dir) => directory_source(dir),
             None => Arc::new(LoadedPolicies::examples),
@@ -120,6 +164,8 @@ impl Setup {
             policy_source,
             dev_principals: None,
             pg_gates: config.gates.postgres,
+            slack,
+            webhooks,
         })
     }
 
@@ -141,6 +187,8 @@ impl Setup {
             policy_source: Arc::new(LoadedPolicies::examples),
             dev_principals: Some(dev_principals),
             pg_gates: Vec::new(),
+            slack: Vec::new(),
+            webhooks: Vec::new(),
         })
     }
 

@@ -286,6 +286,8 @@ impl Period {
                     self.requests[i].executions.push(ev);
                 }
             }
+            // Counted among the period's events; the report does not list them per request yet.
+            EventKind::RequestEscalated | EventKind::RequestReminded => {}
             EventKind::PolicyLoaded | EventKind::PolicyRejected => {
                 if !after {
                     if ev.e.kind == EventKind::PolicyLoaded {
