@@ -25,7 +25,7 @@ pub enum NoticeKind {
     #[serde(rename = "request.escalated")]
     Escalated,
     /// The request will expire soon with no decision.
-    #[serde(rename = "request.reminder")]
+    #[serde(rename = "request.reminded")]
     Reminder,
     #[serde(rename = "grant.issued")]
     GrantIssued,
@@ -42,7 +42,7 @@ impl NoticeKind {
             NoticeKind::Voted => "request.voted",
             NoticeKind::Settled => "request.settled",
             NoticeKind::Escalated => "request.escalated",
-            NoticeKind::Reminder => "request.reminder",
+            NoticeKind::Reminder => "request.reminded",
             NoticeKind::GrantIssued => "grant.issued",
             NoticeKind::GrantRevoked => "grant.revoked",
             NoticeKind::GrantExpired => "grant.expired",
