@@ -16,13 +16,6 @@ impl Directory {
         }
     }
 
-    /// The user with id `id` (compared as the self-approval rule compares people).
-    pub fn person(&self, id: &str) -> Option<&Principal> {
-        self.principals
-            .iter()
-            .find(|p| p.kind == PrincipalKind::User && same_person(&p.id, id))
-    }
-
     /// Users in any of `groups`, except the people in `except`.
     pub fn members_of<'a>(
         &'a self,
@@ -56,7 +49,5 @@ mod tests {
             .map(|p| p.id.as_str())
             .collect();
         assert_eq!(ids, ["bob@x"]);
-        assert!(d.person("Bob@X").is_some());
-        assert!(d.person("ci").is_none());
     }
 }

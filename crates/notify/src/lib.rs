@@ -44,8 +44,14 @@ pub(crate) fn http_client(timeout: std::time::Duration) -> Result<reqwest::Clien
         .build()
 }
 
+/// Takes a lock; every critical section here is one map or list operation, so a lock poisoned
+/// by a panic elsewhere still holds consistent data.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Seconds since the Unix epoch, as Slack and Standard Webhooks count them.
-pub(crate) fn unix_now() -> i64 {
+pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))

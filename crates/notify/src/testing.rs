@@ -4,6 +4,7 @@
 //! contracts: Slack's bearer tokens, request shapes, `{"ok": false, "error": …}` bodies and
 //! HTTP 429 with `Retry-After`; the Standard Webhooks signature.
 
+use crate::lock;
 use crate::slack::{interaction, signature};
 use crate::webhook::WebhookSecret;
 use axum::Router;
@@ -16,10 +17,6 @@ use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 async fn serve(router: Router) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -139,6 +136,20 @@ impl FakeSlack {
 
     pub fn add_user_full(&self, id: &str, user: FakeUser) {
         lock(&self.state).users.insert(id.to_owned(), user);
+    }
+
+    /// A workspace configuration pointing at this fake, posting reviews to `channel`.
+    pub fn config(&self, channel: &str) -> crate::slack::SlackConfig {
+        crate::slack::SlackConfig {
+            api_url: self.api_url.clone(),
+            bot_token: crate::Secret::new(self.token.clone()),
+            signing_secret: crate::Secret::new(self.signing_secret.clone()),
+            team_id: self.team_id.clone(),
+            channel: channel.to_owned(),
+            group_channels: Default::default(),
+            users: Default::default(),
+            dm_reviewers: false,
+        }
     }
 
     /// Makes the next call of `method` answer as `answer`.
@@ -366,6 +377,23 @@ fn json_body(headers: &HeaderMap, bytes: &Bytes) -> Result<Value, &'static str> 
     serde_json::from_slice(bytes).map_err(|_| "invalid_json")
 }
 
+/// The JSON body of a call of `method`, once it passed [`gate`]; `Err` is the answer.
+fn json_call(
+    state: &Shared,
+    method: &str,
+    headers: &HeaderMap,
+    bytes: &Bytes,
+) -> Result<Value, Response> {
+    let body = json_body(headers, bytes).map_err(|e| {
+        answered(state, method, &json!(null), e);
+        slack_error(e)
+    })?;
+    match gate(state, method, headers, &body) {
+        Some(refusal) => Err(refusal),
+        None => Ok(body),
+    }
+}
+
 /// Slack's Block Kit limits that matter here; `Err` names the first violation.
 pub fn check_blocks(blocks: &Value) -> Result<(), String> {
     let blocks = blocks.as_array().ok_or("blocks is not an array")?;
@@ -433,16 +461,10 @@ pub fn check_blocks(blocks: &Value) -> Result<(), String> {
 
 async fn post_message(State(state): State<Shared>, headers: HeaderMap, bytes: Bytes) -> Response {
     const M: &str = "chat.postMessage";
-    let body = match json_body(&headers, &bytes) {
+    let body = match json_call(&state, M, &headers, &bytes) {
         Ok(b) => b,
-        Err(e) => {
-            answered(&state, M, &json!(null), e);
-            return slack_error(e);
-        }
+        Err(refusal) => return refusal,
     };
-    if let Some(r) = gate(&state, M, &headers, &body) {
-        return r;
-    }
     let error = |e: &str| {
         answered(&state, M, &body, e);
         slack_error(e)
@@ -493,16 +515,10 @@ async fn post_message(State(state): State<Shared>, headers: HeaderMap, bytes: By
 
 async fn update_message(State(state): State<Shared>, headers: HeaderMap, bytes: Bytes) -> Response {
     const M: &str = "chat.update";
-    let body = match json_body(&headers, &bytes) {
+    let body = match json_call(&state, M, &headers, &bytes) {
         Ok(b) => b,
-        Err(e) => {
-            answered(&state, M, &json!(null), e);
-            return slack_error(e);
-        }
+        Err(refusal) => return refusal,
     };
-    if let Some(r) = gate(&state, M, &headers, &body) {
-        return r;
-    }
     let error = |e: &str| {
         answered(&state, M, &body, e);
         slack_error(e)
@@ -614,16 +630,10 @@ async fn lookup_by_email(
 
 async fn views_open(State(state): State<Shared>, headers: HeaderMap, bytes: Bytes) -> Response {
     const M: &str = "views.open";
-    let body = match json_body(&headers, &bytes) {
+    let body = match json_call(&state, M, &headers, &bytes) {
         Ok(b) => b,
-        Err(e) => {
-            answered(&state, M, &json!(null), e);
-            return slack_error(e);
-        }
+        Err(refusal) => return refusal,
     };
-    if let Some(r) = gate(&state, M, &headers, &body) {
-        return r;
-    }
     let trigger = body
         .get("trigger_id")
         .and_then(Value::as_str)

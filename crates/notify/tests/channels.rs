@@ -68,14 +68,9 @@ fn fast() -> Backoff {
 
 fn config(fake: &FakeSlack) -> SlackConfig {
     SlackConfig {
-        api_url: fake.api_url.clone(),
-        bot_token: Secret::new(fake.token.clone()),
-        signing_secret: Secret::new(fake.signing_secret.clone()),
-        team_id: fake.team_id.clone(),
-        channel: "C0REVIEWS".into(),
         group_channels: BTreeMap::from([("security".into(), "C0SECURITY".into())]),
         users: BTreeMap::from([("U0MAPPED".into(), "dora@example.com".into())]),
-        dm_reviewers: false,
+        ..fake.config("C0REVIEWS")
     }
 }
 

@@ -19,17 +19,16 @@
 
 use countersign_core::{Principal, PrincipalKind};
 use countersign_engine::{Engine, EngineConfig};
+use countersign_notify::Backoff;
+use countersign_notify::slack::Slack;
 use countersign_notify::slack::interaction::APPROVE_ACTION;
-use countersign_notify::slack::{Slack, SlackConfig};
 use countersign_notify::testing::FakeSlack;
-use countersign_notify::{Backoff, Secret};
 use countersign_policy::LoadedPolicies;
 use countersign_server::{ConfiguredPrincipal, ServerConfig};
 use countersign_store::testing::TestDb;
 use countersign_store::{Backend, Store};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -90,22 +89,7 @@ impl Rig {
         .unwrap();
         let fake = FakeSlack::start("T0BENCH").await;
         fake.add_user("U0CAROL", Some("carol@example.com"));
-        let slack = Arc::new(
-            Slack::new(
-                SlackConfig {
-                    api_url: fake.api_url.clone(),
-                    bot_token: Secret::new(fake.token.clone()),
-                    signing_secret: Secret::new(fake.signing_secret.clone()),
-                    team_id: fake.team_id.clone(),
-                    channel: "C0REVIEWS".into(),
-                    group_channels: BTreeMap::new(),
-                    users: BTreeMap::new(),
-                    dm_reviewers: false,
-                },
-                Backoff::default(),
-            )
-            .unwrap(),
-        );
+        let slack = Arc::new(Slack::new(fake.config("C0REVIEWS"), Backoff::default()).unwrap());
         use PrincipalKind::{Agent, User};
         let principals = vec![
             principal(Agent, "ci", &["agents"], AGENT),

@@ -6,11 +6,11 @@
 
 use countersign_core::{Principal, PrincipalKind, RequestStatus};
 use countersign_engine::{Engine, EngineConfig};
+use countersign_notify::Backoff;
 use countersign_notify::slack::interaction::{APPROVE_ACTION, DENY_ACTION, form_body};
 use countersign_notify::slack::{Slack, SlackConfig, signature};
 use countersign_notify::testing::{FakeSlack, FakeUser, WebhookReceiver, eventually, send_raw};
 use countersign_notify::webhook::{Webhook, WebhookSecret};
-use countersign_notify::{Backoff, Secret};
 use countersign_policy::LoadedPolicies;
 use countersign_server::{ConfiguredPrincipal, ServerConfig};
 use countersign_store::Backend;
@@ -100,14 +100,8 @@ async fn rig(backend: Backend) -> Rig {
     let slack = Arc::new(
         Slack::new(
             SlackConfig {
-                api_url: fake.api_url.clone(),
-                bot_token: Secret::new(fake.token.clone()),
-                signing_secret: Secret::new(fake.signing_secret.clone()),
-                team_id: TEAM.into(),
-                channel: "C0REVIEWS".into(),
-                group_channels: BTreeMap::new(),
                 users: BTreeMap::from([("U0CAROL".into(), "carol@example.com".into())]),
-                dm_reviewers: false,
+                ..fake.config("C0REVIEWS")
             },
             Backoff::default(),
         )

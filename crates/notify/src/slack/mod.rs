@@ -11,6 +11,7 @@ pub mod blocks;
 pub mod interaction;
 pub mod signature;
 
+use crate::lock;
 use crate::retry::Backoff;
 use crate::secret::Secret;
 use api::{SlackApi, SlackError};
@@ -82,11 +83,6 @@ pub struct Slack {
     user_ids: Mutex<HashMap<String, (Option<String>, Instant)>>,
     /// Interactions already accepted, by [`Interaction::delivery_key`].
     seen: Mutex<HashMap<String, Instant>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Every critical section is one map operation; a poisoned lock holds consistent data.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Slack {

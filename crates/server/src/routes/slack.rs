@@ -29,7 +29,7 @@ pub async fn interactions(
         header("x-slack-request-timestamp"),
         header("x-slack-signature"),
     );
-    let now = unix_now();
+    let now = countersign_notify::unix_now();
     let mut refusal = None;
     let mut accepted = None;
     for slack in &state.config.slack {
@@ -73,12 +73,6 @@ pub async fn interactions(
     crate::metrics::slack_interaction("accepted");
     tokio::spawn(act(state, slack, interaction));
     StatusCode::OK.into_response()
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Does what an accepted interaction asks, explaining any refusal to the clicking user.
