@@ -134,8 +134,9 @@ pub fn review_message(
     }));
     blocks.push(footer(request));
     json!({
-        "text": format!("{title}: {} wants `{}` on {}", render::requester(request),
-                        request.attempt.action.as_str(), render::resources(request).join(", ")),
+        // The notification text is mrkdwn too: escaped like the blocks.
+        "text": escape(&format!("{title}: {} wants `{}` on {}", render::requester(request),
+                        request.attempt.action.as_str(), render::resources(request).join(", "))),
         "blocks": blocks,
     })
 }
@@ -194,7 +195,7 @@ pub fn outcome_message(request: &ApprovalRequest, review_url: &str) -> Value {
     blocks.extend(facts(request, review_url));
     blocks.extend(votes_block(request));
     blocks.push(footer(request));
-    json!({"text": line, "blocks": blocks})
+    json!({"text": escape(&line), "blocks": blocks})
 }
 
 /// What a requester is told when their request settles.
@@ -211,7 +212,7 @@ pub fn requester_notice(request: &ApprovalRequest, review_url: &str) -> Value {
         "<{review_url}|request {}>",
         escape(&request.id)
     )));
-    json!({"text": format!("Your request {}: {line}", request.id), "blocks": blocks})
+    json!({"text": escape(&format!("Your request {}: {line}", request.id)), "blocks": blocks})
 }
 
 /// A reply in a review message's thread.
@@ -298,16 +299,13 @@ mod tests {
 
     #[test]
     fn review_message_has_the_facts_and_the_buttons() {
-        let m = review_message(
-            &request(json!(["echo", "hi"])),
-            "http://gw/v1/requests/r-1",
-            Timestamp(60_000),
-            None,
-        );
+        let mut r = request(json!(["echo", "hi"]));
+        r.attempt.resources[0].id = "<!here>".into();
+        let m = review_message(&r, "http://gw/v1/requests/r-1", Timestamp(60_000), None);
         let text = all_text(&m);
         for needle in [
             "Agent::\\\"ci\\\" on behalf of alice@example.com",
-            "Host::\\\"build-1\\\"",
+            "Host::\\\"&lt;!here&gt;\\\"",
             "echo hi",
             "59 min",
             "2 of reviewers",
@@ -324,8 +322,9 @@ mod tests {
         assert_eq!(actions["elements"][0]["action_id"], APPROVE_ACTION);
         assert_eq!(actions["elements"][0]["value"], "r-1");
         assert_eq!(actions["elements"][1]["action_id"], DENY_ACTION);
-        // Text from outside cannot mention, link or break out.
+        // Text from outside cannot mention, link or break out, in the blocks or the fallback.
         assert!(!text.contains("<!channel>"));
+        assert!(!text.contains("<!here>"), "{text}");
         assert!(text.contains("&lt;!channel&gt; deploy &amp; &lt;http://evil|click&gt;"));
     }
 
