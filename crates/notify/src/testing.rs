@@ -383,13 +383,13 @@ fn json_call(
     method: &str,
     headers: &HeaderMap,
     bytes: &Bytes,
-) -> Result<Value, Response> {
+) -> Result<Value, Box<Response>> {
     let body = json_body(headers, bytes).map_err(|e| {
         answered(state, method, &json!(null), e);
-        slack_error(e)
+        Box::new(slack_error(e))
     })?;
     match gate(state, method, headers, &body) {
-        Some(refusal) => Err(refusal),
+        Some(refusal) => Err(Box::new(refusal)),
         None => Ok(body),
     }
 }
@@ -463,7 +463,7 @@ async fn post_message(State(state): State<Shared>, headers: HeaderMap, bytes: By
     const M: &str = "chat.postMessage";
     let body = match json_call(&state, M, &headers, &bytes) {
         Ok(b) => b,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let error = |e: &str| {
         answered(&state, M, &body, e);
@@ -517,7 +517,7 @@ async fn update_message(State(state): State<Shared>, headers: HeaderMap, bytes: 
     const M: &str = "chat.update";
     let body = match json_call(&state, M, &headers, &bytes) {
         Ok(b) => b,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let error = |e: &str| {
         answered(&state, M, &body, e);
@@ -632,7 +632,7 @@ async fn views_open(State(state): State<Shared>, headers: HeaderMap, bytes: Byte
     const M: &str = "views.open";
     let body = match json_call(&state, M, &headers, &bytes) {
         Ok(b) => b,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let trigger = body
         .get("trigger_id")
