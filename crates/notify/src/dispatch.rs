@@ -274,7 +274,7 @@ impl<S: ChannelState> SlackWorker<S> {
                     conversation: p.channel,
                     message_ts: p.ts,
                     purpose: purpose.to_owned(),
-                    created_at: countersign_core::Timestamp(crate::unix_now().saturating_mul(1000)),
+                    created_at: crate::now(),
                 };
                 if let Err(e) = self.state.record_message(reference).await {
                     tracing::error!(request = %r.id, error = %e, "a posted Slack message could not be recorded; it will not be updated");

@@ -50,6 +50,15 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Now, in milliseconds, for the records channels keep.
+pub(crate) fn now() -> countersign_core::Timestamp {
+    countersign_core::Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+    )
+}
+
 /// Seconds since the Unix epoch, as Slack and Standard Webhooks count them.
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()

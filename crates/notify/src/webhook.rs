@@ -242,7 +242,7 @@ where
             event_kind: event_kind.to_owned(),
             request_id: request_id.map(str::to_owned),
             attempt,
-            attempted_at: Timestamp(crate::unix_now().saturating_mul(1000)),
+            attempted_at: crate::now(),
             status_code: status,
             error,
             outcome: outcome.to_owned(),
