@@ -46,6 +46,16 @@ pub enum EventKind {
     /// [`crate::export`] for when a verifier starts trusting the new key).
     #[serde(rename = "audit.key_rotated")]
     KeyRotated,
+    /// An MCP gate saw a tool for the first time; its definition is pinned (`payload` holds it,
+    /// `payload_digest` its fingerprint).
+    #[serde(rename = "mcp.tool_first_seen")]
+    McpToolFirstSeen,
+    /// An MCP tool's definition differs from the pinned one; calls are refused until accepted.
+    #[serde(rename = "mcp.tool_changed")]
+    McpToolChanged,
+    /// An administrator accepted a changed MCP tool definition; it is the pinned one from now.
+    #[serde(rename = "mcp.tool_accepted")]
+    McpToolAccepted,
 }
 
 impl EventKind {
@@ -66,6 +76,9 @@ impl EventKind {
             EventKind::PolicyRejected => "policy.rejected",
             EventKind::Execution => "execution",
             EventKind::KeyRotated => "audit.key_rotated",
+            EventKind::McpToolFirstSeen => "mcp.tool_first_seen",
+            EventKind::McpToolChanged => "mcp.tool_changed",
+            EventKind::McpToolAccepted => "mcp.tool_accepted",
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod notice;
 pub mod principal;
 pub mod request;
 pub mod time;
+pub mod tool;
 
 pub use attempt::{
     Action, ActionError, Attempt, Classification, Resource, ResourceRef, person_key, same_person,
@@ -29,3 +30,4 @@ pub use request::{
     VoteOutcome,
 };
 pub use time::{Timestamp, parse_duration_ms};
+pub use tool::{KnownTool, PinnedDefinition, ToolFingerprint, ToolStanding, tool_definition};

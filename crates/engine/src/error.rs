@@ -25,6 +25,10 @@ pub enum EngineError {
     /// The writer is gone (shutting down or crashed); nothing was written.
     #[error("the engine is not running")]
     Stopped,
+    #[error("MCP gate `{gate}` has never seen a tool named `{tool}`")]
+    ToolNotFound { gate: String, tool: String },
+    #[error("tool `{tool}` of MCP gate `{gate}` has no changed definition to accept")]
+    ToolUnchanged { gate: String, tool: String },
     /// A single-use grant chosen for an attempt was taken by a concurrent attempt first.
     #[error("grant `{0}` was used by a concurrent attempt")]
     GrantLost(String),

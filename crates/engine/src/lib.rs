@@ -14,20 +14,22 @@ pub mod audit_io;
 mod error;
 mod grants;
 pub mod keyfile;
+mod tools;
 mod tree;
 mod writer;
 
 pub use audit_io::InclusionProof;
 pub use countersign_store::RequestFilter;
 pub use error::EngineError;
+pub use tools::tool_resource;
 pub use tree::AuditSigning;
 
 use countersign_audit::note::VerifierKey;
 use countersign_audit::{AuditEvent, AuditRecord, EventKind};
 use countersign_core::{
     ApprovalRequest, Attempt, ChannelMessage, Decision, DeliveryAttempt, Grant, GrantScope,
-    PayloadDigest, PolicyOutcome, Principal, PrincipalRef, RequestNotice, RequestStatus, Timestamp,
-    Verdict, Vote, decide,
+    KnownTool, PayloadDigest, PinnedDefinition, PolicyOutcome, Principal, PrincipalRef,
+    RequestNotice, RequestStatus, Timestamp, ToolStanding, Verdict, Vote, decide,
 };
 use countersign_policy::{LoadedPolicies, PolicyLoadError};
 use countersign_store::Store;
@@ -119,6 +121,7 @@ const NOTICE_BACKLOG: usize = 4096;
 #[derive(Debug)]
 struct Shared {
     grants: GrantIndex,
+    tools: tools::ToolIndex,
     watchers: Mutex<HashMap<String, watch::Sender<RequestStatus>>>,
     deadline_changed: Notify,
     /// Committed request steps, for reviewer channels.
@@ -137,6 +140,7 @@ impl Effects for Arc<Shared> {
                 Effect::Settled(id, status) => wake.push((id, status)),
                 Effect::DeadlineAdded => self.deadline_changed.notify_one(),
                 Effect::Notice(n) => notices.push(n),
+                Effect::ToolPinned(tool) => self.tools.insert(tool),
             }
         }
         for (id, status) in wake {
@@ -152,7 +156,7 @@ impl Effects for Arc<Shared> {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Every critical section is a single map operation; a poisoned lock holds consistent data.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -213,6 +217,7 @@ impl Engine {
         let signed = store.latest_checkpoint().await?.map_or(0, |(size, _)| size);
         let shared = Arc::new(Shared {
             grants: GrantIndex::load(store.active_grants().await?),
+            tools: tools::ToolIndex::load(store.mcp_tools().await?),
             watchers: Mutex::default(),
             deadline_changed: Notify::new(),
             notices: broadcast::channel(NOTICE_BACKLOG).0,
@@ -429,6 +434,125 @@ impl Engine {
             policy_ids: Vec::new(),
         };
         (outcome, None)
+    }
+
+    /// What policy alone says about `attempt` by `principal`, without grants, without a
+    /// decision and without an audit record: for a gate that hides what policy forbids
+    /// outright (an MCP tool list). Never a substitute for [`Engine::check`].
+    pub fn evaluate(&self, principal: &Principal, attempt: &Attempt) -> PolicyOutcome {
+        let mut attempt = attempt.clone();
+        attempt.principal = principal.reference();
+        self.policies().evaluate(principal, &attempt)
+    }
+
+    /// Logs `attempt` as denied for `reason` without asking policy: a gate refusing an action
+    /// for a reason of its own kind (an MCP tool whose definition changed). Returns the deny.
+    pub async fn refuse(
+        &self,
+        principal: &Principal,
+        mut attempt: Attempt,
+        channel: &str,
+        reason: String,
+    ) -> CheckOutcome {
+        attempt.principal = principal.reference();
+        let digest = PayloadDigest::compute(&attempt.action, &attempt.resources, &attempt.payload);
+        let policies = self.policies();
+        // The payload is withheld from the log if a policy that would have matched says so.
+        let matched = match policies.evaluate(principal, &attempt) {
+            PolicyOutcome::Forbid { policy_ids }
+            | PolicyOutcome::Approval { policy_ids, .. }
+            | PolicyOutcome::Permit { policy_ids } => policy_ids,
+            PolicyOutcome::NoMatch | PolicyOutcome::Error { .. } => Vec::new(),
+        };
+        let verdict = Verdict::Deny {
+            policy_ids: Vec::new(),
+            reason: reason.clone(),
+        };
+        let job = DecisionJob {
+            record_payload: !policies.withholds_payload(&matched),
+            attempt,
+            digest,
+            verdict,
+            policy_version: policies.version().to_owned(),
+            channel: channel.to_owned(),
+            grant: None,
+            new_request: None,
+        };
+        let written = tokio::time::timeout(
+            DECISION_DEADLINE,
+            self.submit(|reply| Job::Decision(Box::new(job), reply)),
+        )
+        .await;
+        if !matches!(written, Ok(Ok(_))) {
+            tracing::error!(%reason, "a refusal could not be recorded; refusing anyway");
+        }
+        CheckOutcome::Deny {
+            reason,
+            policy_ids: Vec::new(),
+        }
+    }
+
+    /// Pins the tool definitions MCP gate `gate` saw and says how each stands, in order: a
+    /// new tool is pinned (and trusted), a changed one is noted once and stands `Changed`
+    /// until [`Engine::accept_tool`]. Definitions already recorded cost no write.
+    pub async fn observe_tools(
+        &self,
+        gate: &str,
+        tools: Vec<(String, PinnedDefinition)>,
+    ) -> Result<Vec<ToolStanding>, EngineError> {
+        let index = &self.inner.shared.tools;
+        let known: Option<Vec<ToolStanding>> = tools
+            .iter()
+            .map(|(name, def)| index.standing(gate, name, def.fingerprint))
+            .collect();
+        if let Some(standings) = known {
+            return Ok(standings);
+        }
+        let gate = gate.to_owned();
+        self.submit(|reply| Job::ObserveTools { gate, tools, reply })
+            .await
+    }
+
+    /// How tool `tool` of `gate` stands with definition `seen`, from memory; `None` when the
+    /// definition was never recorded (pass it through [`Engine::observe_tools`] first).
+    pub fn tool_standing(
+        &self,
+        gate: &str,
+        tool: &str,
+        seen: &PinnedDefinition,
+    ) -> Option<ToolStanding> {
+        self.inner
+            .shared
+            .tools
+            .standing(gate, tool, seen.fingerprint)
+    }
+
+    /// Makes the changed definition of tool `tool` of `gate` the pinned one (administrators).
+    pub async fn accept_tool(
+        &self,
+        by: &Principal,
+        gate: &str,
+        tool: &str,
+    ) -> Result<KnownTool, EngineError> {
+        let by = by.reference();
+        let (gate, tool) = (gate.to_owned(), tool.to_owned());
+        self.submit(|reply| Job::AcceptTool {
+            by,
+            gate,
+            tool,
+            reply,
+        })
+        .await
+    }
+
+    /// The pinned tools of `gate` (of every gate when `None`).
+    pub fn known_tools(&self, gate: Option<&str>) -> Vec<KnownTool> {
+        self.inner.shared.tools.all(gate)
+    }
+
+    /// The pinned tool `tool` of `gate`.
+    pub fn known_tool(&self, gate: &str, tool: &str) -> Option<KnownTool> {
+        self.inner.shared.tools.get(gate, tool)
     }
 
     /// Waits until request `id` settles or `timeout` passes, then returns it as it stands.

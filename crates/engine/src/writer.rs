@@ -20,8 +20,8 @@ use countersign_audit::note::SigningKey;
 use countersign_audit::{AuditEvent, EventKind};
 use countersign_core::{
     ApprovalRequest, Attempt, ChannelMessage, DeliveryAttempt, Grant, GrantShape, GrantStatus,
-    NoticeKind, PayloadDigest, Principal, PrincipalRef, RequestNotice, RequestStatus, Timestamp,
-    Verdict, Vote, VoteError, VoteOutcome,
+    KnownTool, NoticeKind, PayloadDigest, PinnedDefinition, Principal, PrincipalRef,
+    RequestNotice, RequestStatus, Timestamp, ToolStanding, Verdict, Vote, VoteError, VoteOutcome,
 };
 use countersign_store::{Store, StoreTx};
 use tokio::sync::{mpsc, oneshot};
@@ -110,6 +110,19 @@ pub(crate) enum Job {
     Checkpoint {
         reply: Reply<()>,
     },
+    /// Pins the definitions an MCP gate saw: new tools are recorded, changed ones noted.
+    ObserveTools {
+        gate: String,
+        tools: Vec<(String, PinnedDefinition)>,
+        reply: Reply<Vec<ToolStanding>>,
+    },
+    /// Makes the changed definition of a tool the pinned one.
+    AcceptTool {
+        by: PrincipalRef,
+        gate: String,
+        tool: String,
+        reply: Reply<KnownTool>,
+    },
     /// Nothing: a batch with it proves the store takes commits (readiness).
     Ping {
         reply: Reply<()>,
@@ -137,6 +150,7 @@ pub(crate) enum Effect {
     DeadlineAdded,
     /// Told to reviewer channels once the batch is committed.
     Notice(Box<RequestNotice>),
+    ToolPinned(KnownTool),
 }
 
 /// Queues a notice about `request` for after the commit; `fill` adds the step's details.
@@ -283,6 +297,8 @@ impl Job {
             Job::Decision(_, tx) => Done::new(tx, Err(e)),
             Job::Vote { reply, .. } | Job::Cancel { reply, .. } => Done::new(reply, Err(e)),
             Job::Revoke { reply, .. } => Done::new(reply, Err(e)),
+            Job::ObserveTools { reply, .. } => Done::new(reply, Err(e)),
+            Job::AcceptTool { reply, .. } => Done::new(reply, Err(e)),
             Job::ExpireDue { reply }
             | Job::Event { reply, .. }
             | Job::RotateKey { reply, .. }
@@ -452,6 +468,21 @@ async fn execute(
             };
             let failed = r.is_err();
             (Done::new(reply, r.map_err(EngineError::from)), failed)
+        }
+        Job::ObserveTools { gate, tools, reply } => {
+            let r = crate::tools::observe(w, &gate, tools, now, fx).await;
+            let failed = r.is_err();
+            (Done::new(reply, r), failed)
+        }
+        Job::AcceptTool {
+            by,
+            gate,
+            tool,
+            reply,
+        } => {
+            let r = crate::tools::accept(w, &by, &gate, &tool, now, fx).await;
+            let failed = r.is_err();
+            (Done::new(reply, r), failed)
         }
         Job::RotateKey { event, key, reply } => {
             w.append(&event);

@@ -4,8 +4,8 @@ use crate::{PolicyVersionRecord, Result, StoreError};
 use countersign_audit::AuditRecord;
 use countersign_audit::merkle::NodeId;
 use countersign_core::{
-    ApprovalRequest, ChannelMessage, DeliveryAttempt, Grant, GrantStatus, PayloadDigest,
-    PrincipalRef, RequestStatus, Timestamp, Vote,
+    ApprovalRequest, ChannelMessage, DeliveryAttempt, Grant, GrantStatus, KnownTool,
+    PayloadDigest, PrincipalRef, RequestStatus, Timestamp, Vote,
 };
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -89,6 +89,11 @@ pub(crate) async fn pending_request_id(
         Some(row) => Some(row.try_get("id")?),
         None => None,
     })
+}
+
+pub(crate) fn known_tool_from_row(row: &AnyRow) -> Result<KnownTool> {
+    let body: String = row.try_get("body")?;
+    from_json("MCP tool", &body)
 }
 
 pub(crate) fn grant_from_row(row: &AnyRow) -> Result<Grant> {

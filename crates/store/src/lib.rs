@@ -15,7 +15,8 @@ pub use tx::StoreTx;
 use countersign_audit::AuditRecord;
 use countersign_audit::merkle::{self, Frontier, Hash, NodeId};
 use countersign_core::{
-    ApprovalRequest, ChannelMessage, DeliveryAttempt, Grant, PrincipalRef, RequestStatus, Timestamp,
+    ApprovalRequest, ChannelMessage, DeliveryAttempt, Grant, KnownTool, PrincipalRef,
+    RequestStatus, Timestamp,
 };
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor, Row};
@@ -200,12 +201,16 @@ impl Store {
             .map_err(|_| StoreError::UnknownSchema {
                 detail: "its migration table has no checksums (a pre-release build made it)".into(),
             })?;
-        let mut applied = 0;
+        // Versions, not a high-water mark: a build that adds a migration numbered below one
+        // already applied (parallel lines of work merged later) still applies it.
+        let mut applied = std::collections::BTreeSet::new();
         for row in &rows {
             let version: i64 = row.try_get("version")?;
             let checksum: String = row.try_get("checksum")?;
             match schema::MIGRATIONS.iter().find(|m| m.version == version) {
-                Some(m) if m.checksum() == checksum => applied = version,
+                Some(m) if m.checksum() == checksum => {
+                    applied.insert(version);
+                }
                 Some(m) => {
                     return Err(StoreError::UnknownSchema {
                         detail: format!(
@@ -223,7 +228,10 @@ impl Store {
                 }
             }
         }
-        for m in schema::MIGRATIONS.iter().filter(|m| m.version > applied) {
+        for m in schema::MIGRATIONS
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+        {
             let fail = |source| StoreError::Migration {
                 version: m.version,
                 name: m.name,
@@ -257,6 +265,14 @@ impl Store {
             );
         }
         Ok(())
+    }
+
+    /// Every MCP tool definition the gates pinned.
+    pub async fn mcp_tools(&self) -> Result<Vec<KnownTool>> {
+        let rows = sqlx::query("SELECT body FROM mcp_tools ORDER BY gate, tool")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(codec::known_tool_from_row).collect()
     }
 
     /// Starts a write transaction.

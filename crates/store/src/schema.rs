@@ -42,7 +42,7 @@ pub(crate) const BOOKKEEPING: &str = "CREATE TABLE IF NOT EXISTS schema_migratio
     applied_at BIGINT NOT NULL
 )";
 
-pub(crate) const MIGRATIONS: &[Migration] = &[SPINE, CHANNELS];
+pub(crate) const MIGRATIONS: &[Migration] = &[SPINE, CHANNELS, MCP_TOOLS];
 
 const SPINE: Migration = Migration {
     version: 1,
@@ -123,7 +123,7 @@ CREATE TABLE audit_checkpoints (
     note TEXT NOT NULL
 );
 ",
-    sqlite: "
+        sqlite: "
 CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
 BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
 CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
@@ -137,7 +137,7 @@ BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
 CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
 BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
 ",
-    postgres: "
+        postgres: "
 CREATE FUNCTION countersign_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN RAISE EXCEPTION 'audit events are append-only'; END $$;
 CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events
@@ -191,6 +191,26 @@ CREATE TABLE webhook_deliveries (
 );
 CREATE INDEX webhook_deliveries_by_message ON webhook_deliveries (message_id, attempt);
 CREATE INDEX webhook_deliveries_by_request ON webhook_deliveries (request_id);
+",
+    sqlite: "",
+    postgres: "",
+};
+
+/// MCP tool pinning: the fingerprint of each tool definition a gate has seen, and a changed
+/// one waiting to be accepted.
+const MCP_TOOLS: Migration = Migration {
+    version: 3,
+    name: "mcp_tools",
+    common: "
+CREATE TABLE mcp_tools (
+    gate TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    changed_fingerprint TEXT,
+    updated_at BIGINT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (gate, tool)
+);
 ",
     sqlite: "",
     postgres: "",

@@ -5,8 +5,8 @@ use crate::{Result, now_millis};
 use countersign_audit::AuditRecord;
 use countersign_audit::merkle::{Hash, NodeId};
 use countersign_core::{
-    ApprovalRequest, ChannelMessage, DeliveryAttempt, Grant, GrantStatus, PayloadDigest,
-    PrincipalRef, RequestStatus, Timestamp, Vote,
+    ApprovalRequest, ChannelMessage, DeliveryAttempt, Grant, GrantStatus, KnownTool,
+    PayloadDigest, PrincipalRef, RequestStatus, Timestamp, Vote,
 };
 use sqlx::{Any, Transaction};
 use std::collections::BTreeSet;
@@ -148,6 +148,38 @@ impl StoreTx {
         sqlx::raw_sql("ROLLBACK TO SAVEPOINT step; RELEASE SAVEPOINT step")
             .execute(&mut *self.tx)
             .await?;
+        Ok(())
+    }
+
+    /// What is pinned for tool `tool` of MCP gate `gate`.
+    pub async fn mcp_tool(&mut self, gate: &str, tool: &str) -> Result<Option<KnownTool>> {
+        let row = sqlx::query("SELECT body FROM mcp_tools WHERE gate = $1 AND tool = $2")
+            .bind(gate)
+            .bind(tool)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.as_ref().map(codec::known_tool_from_row).transpose()
+    }
+
+    /// Stores `tool`, new or replacing what was pinned for its gate and name.
+    pub async fn put_mcp_tool(&mut self, tool: &KnownTool) -> Result<()> {
+        let body = to_json("MCP tool", tool)?;
+        let changed = tool.changed.as_ref().map(|c| c.fingerprint.to_hex());
+        sqlx::query(
+            "INSERT INTO mcp_tools (gate, tool, fingerprint, changed_fingerprint, updated_at, body) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (gate, tool) DO UPDATE SET fingerprint = excluded.fingerprint, \
+             changed_fingerprint = excluded.changed_fingerprint, \
+             updated_at = excluded.updated_at, body = excluded.body",
+        )
+        .bind(&tool.gate)
+        .bind(&tool.tool)
+        .bind(tool.accepted.fingerprint.to_hex())
+        .bind(changed)
+        .bind(tool.updated_at.millis())
+        .bind(body)
+        .execute(&mut *self.tx)
+        .await?;
         Ok(())
     }
 

@@ -304,6 +304,11 @@ impl Period {
                     self.rotations.push(ev);
                 }
             }
+            // Tool pinning is configuration of a gate, not a privileged action; the report
+            // leaves it to the audit log itself.
+            EventKind::McpToolFirstSeen
+            | EventKind::McpToolChanged
+            | EventKind::McpToolAccepted => {}
         }
     }
 
