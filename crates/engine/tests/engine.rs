@@ -909,7 +909,7 @@ async fn mcp_tools_are_pinned_changed_and_accepted_with_events_across_a_restart(
     assert!(
         accepted
             .event_json
-            .contains("\"actor\":{\"kind\":\"user\",\"id\":\"root\"}"),
+            .contains(r#""actor":{"id":"root","kind":"user"}"#),
         "{}",
         accepted.event_json
     );
