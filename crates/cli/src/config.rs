@@ -195,9 +195,8 @@ impl WebhookSection {
 pub struct GatesSection {
     #[serde(default)]
     pub postgres: Vec<countersign_gate_pg::PgGateSection>,
-    /// MCP gates; read by later versions.
     #[serde(default)]
-    pub mcp: Option<toml::Value>,
+    pub mcp: Vec<countersign_gate_mcp::McpGateSection>,
 }
 
 #[derive(Debug, Deserialize)]

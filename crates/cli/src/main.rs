@@ -1,11 +1,12 @@
 //! The `countersign` binary: the gateway (`serve`), the client commands (`exec`, `requests`,
-//! `approve`, `deny`) and operator tools (`policy check`).
+//! `approve`, `deny`, `mcp-stdio`) and operator tools (`policy check`, `mcp accept`).
 
 mod audit;
 mod client;
 mod config;
 mod dev;
 mod exec;
+mod mcp;
 mod report;
 mod serve;
 mod token;
@@ -96,10 +97,46 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Serve an MCP gate over stdio, for agents that launch their MCP servers as processes:
+    /// messages go to the gate's /mcp endpoint with your token.
+    McpStdio {
+        /// The [[gates.mcp]] name.
+        #[arg(long)]
+        gate: String,
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The agent's bearer token.
+        #[arg(long, env = "COUNTERSIGN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
+    /// MCP gate administration.
+    Mcp {
+        #[command(subcommand)]
+        command: McpCommand,
+    },
     /// Principals' tokens: new ones, and the hashes the configuration keeps.
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum McpCommand {
+    /// Accept the changed definition of TOOL at MCP gate GATE (administrators): it becomes
+    /// the pinned definition and its calls are no longer refused.
+    Accept {
+        #[command(flatten)]
+        conn: Connection,
+        gate: String,
+        tool: String,
+    },
+    /// List the tool definitions the MCP gates pinned, and changed ones awaiting acceptance.
+    Tools {
+        #[command(flatten)]
+        conn: Connection,
+        #[arg(long)]
+        gate: Option<String>,
     },
 }
 
@@ -301,6 +338,21 @@ async fn run(command: Command) -> Result<i32> {
             command: PolicyCommand::Check { dir },
         } => policy_check(&dir),
         Command::Audit { command } => run_audit(command).await,
+        Command::McpStdio {
+            gate,
+            config,
+            token,
+        } => mcp::stdio(&gate, config.as_deref(), token)
+            .await
+            .map(|()| 0),
+        Command::Mcp {
+            command: McpCommand::Accept { conn, gate, tool },
+        } => mcp::accept(&conn.client()?, &gate, &tool).await.map(|()| 0),
+        Command::Mcp {
+            command: McpCommand::Tools { conn, gate },
+        } => mcp::tools(&conn.client()?, gate.as_deref())
+            .await
+            .map(|()| 0),
         Command::Token {
             command: TokenCommand::New { kind, id, groups },
         } => token::new(&kind, &id, groups).map(|()| 0),

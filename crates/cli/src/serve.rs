@@ -72,6 +72,7 @@ pub async fn run(config_path: Option<&Path>) -> Result<()> {
     );
     spawn_sighup_reload(engine.clone(), policy_source);
     start_pg_gates(&setup, &engine).await?;
+    start_mcp_gates(&setup, &engine).await?;
     let policies = engine.policies();
     tracing::info!(
         listen = %setup.listen,
@@ -111,6 +112,7 @@ struct Setup {
     pg_gates: Vec<countersign_gate_pg::PgGateSection>,
     slack: Vec<countersign_notify::slack::SlackConfig>,
     webhooks: Vec<countersign_notify::webhook::Webhook>,
+    mcp_gates: Vec<countersign_gate_mcp::McpGateSection>,
 }
 
 impl Setup {
@@ -118,9 +120,6 @@ impl Setup {
         let config = Config::read(path)?;
         if config.principals.is_empty() {
             tracing::warn!("no [[principals]] configured: every API call will be refused");
-        }
-        if config.gates.mcp.is_some() {
-            tracing::warn!("this version has no MCP gate; [[gates.mcp]] is ignored");
         }
         if config.channels.teams.is_some() {
             tracing::warn!(
@@ -166,6 +165,7 @@ impl Setup {
             pg_gates: config.gates.postgres,
             slack,
             webhooks,
+            mcp_gates: config.gates.mcp,
         })
     }
 
@@ -189,6 +189,7 @@ impl Setup {
             pg_gates: Vec::new(),
             slack: Vec::new(),
             webhooks: Vec::new(),
+            mcp_gates: Vec::new(),
         })
     }
 
@@ -225,6 +226,35 @@ async fn start_pg_gates(setup: &Setup, engine: &Engine) -> Result<()> {
             .with_context(|| format!("gate `{}`: cannot listen on {listen}", section.name))?;
         tracing::info!(gate = %section.name, %listen, "PostgreSQL gate is serving");
         tokio::spawn(gate.serve(listener));
+    }
+    Ok(())
+}
+
+/// Resolves, binds and starts every `[[gates.mcp]]`, like the PostgreSQL gates.
+async fn start_mcp_gates(setup: &Setup, engine: &Engine) -> Result<()> {
+    if setup.mcp_gates.is_empty() {
+        return Ok(());
+    }
+    let principals = setup.principals()?;
+    let mut names = BTreeSet::new();
+    for section in &setup.mcp_gates {
+        if !names.insert(section.name.as_str()) {
+            anyhow::bail!("two MCP gates are named `{}`", section.name);
+        }
+        let config = section.resolve()?;
+        let listen = config.listen.clone();
+        let gate = countersign_gate_mcp::Gate::new(config, engine.clone(), principals.clone());
+        let listener = gate
+            .bind()
+            .await
+            .with_context(|| format!("MCP gate `{}`: cannot listen on {listen}", section.name))?;
+        tracing::info!(gate = %section.name, %listen, "MCP gate is serving at /mcp");
+        let name = section.name.clone();
+        tokio::spawn(async move {
+            if let Err(e) = gate.serve(listener).await {
+                tracing::error!(gate = %name, error = %e, "MCP gate stopped");
+            }
+        });
     }
     Ok(())
 }

@@ -42,7 +42,8 @@ where
                 continue;
             }
         };
-        let mut line = serde_json::to_vec(&message).map_err(|e| BridgeError::Setup(e.to_string()))?;
+        let mut line =
+            serde_json::to_vec(&message).map_err(|e| BridgeError::Setup(e.to_string()))?;
         line.push(b'\n');
         output.write_all(&line).await.map_err(BridgeError::Output)?;
         output.flush().await.map_err(BridgeError::Output)?;
@@ -99,7 +100,8 @@ async fn read_input<R: AsyncBufRead + Unpin>(
                     while let Some(item) = seen.recv().await {
                         if let Ok(v) = &item
                             && is_initialize
-                            && let Some(version) = v.pointer("/result/protocolVersion").and_then(Value::as_str)
+                            && let Some(version) =
+                                v.pointer("/result/protocolVersion").and_then(Value::as_str)
                         {
                             link.set_version(version);
                         }
@@ -117,7 +119,9 @@ async fn read_input<R: AsyncBufRead + Unpin>(
                 r
             };
             if let Err(e) = sent
-                && let Some(id) = message.get("id").filter(|_| message.get("method").is_some())
+                && let Some(id) = message
+                    .get("id")
+                    .filter(|_| message.get("method").is_some())
             {
                 let _ = tx
                     .send(Ok(jsonrpc::error(id, jsonrpc::UPSTREAM_UNAVAILABLE, &e)))

@@ -6,8 +6,7 @@
 use crate::session::{Ctx, forward};
 use crate::{jsonrpc, protocol};
 use countersign_core::{
-    Action, Attempt, PinnedDefinition, PolicyOutcome, RequestStatus, ToolStanding,
-    tool_definition,
+    Action, Attempt, PinnedDefinition, PolicyOutcome, RequestStatus, ToolStanding, tool_definition,
 };
 use countersign_engine::{ActionOutcome, CheckOutcome, Engine, tool_resource};
 use serde_json::{Map, Value, json};
@@ -18,7 +17,12 @@ use std::time::Duration;
 const HEARTBEAT: Duration = Duration::from_secs(15);
 
 /// The MCP tool annotations policies see, as `Tool` attributes.
-const HINTS: &[&str] = &["readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"];
+const HINTS: &[&str] = &[
+    "readOnlyHint",
+    "destructiveHint",
+    "idempotentHint",
+    "openWorldHint",
+];
 
 /// The attempt a call of `tool` with `arguments` is.
 fn attempt(ctx: &Ctx<'_>, tool: &Map<String, Value>, name: &str, arguments: Value) -> Attempt {
@@ -128,7 +132,11 @@ pub(crate) async fn call_tool(ctx: &Ctx<'_>, id: &Value, params: Option<Value>) 
         return jsonrpc::error(id, jsonrpc::INVALID_PARAMS, "tools/call needs params");
     };
     let Some(name) = p.get("name").and_then(Value::as_str) else {
-        return jsonrpc::error(id, jsonrpc::INVALID_PARAMS, "tools/call needs a string `name`");
+        return jsonrpc::error(
+            id,
+            jsonrpc::INVALID_PARAMS,
+            "tools/call needs a string `name`",
+        );
     };
     let arguments = match p.get("arguments") {
         None => Value::Null,
@@ -143,10 +151,17 @@ pub(crate) async fn call_tool(ctx: &Ctx<'_>, id: &Value, params: Option<Value>) 
     let tool = match find_tool(ctx, name).await {
         Ok(Some(t)) => t,
         Ok(None) => {
-            return jsonrpc::error(id, jsonrpc::INVALID_PARAMS, &format!("unknown tool `{name}`"));
+            return jsonrpc::error(
+                id,
+                jsonrpc::INVALID_PARAMS,
+                &format!("unknown tool `{name}`"),
+            );
         }
         Err(e) => {
-            let message = e.get("message").and_then(Value::as_str).unwrap_or("the upstream could not list its tools");
+            let message = e
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("the upstream could not list its tools");
             return jsonrpc::error(id, jsonrpc::UPSTREAM_UNAVAILABLE, message);
         }
     };
@@ -168,12 +183,16 @@ pub(crate) async fn call_tool(ctx: &Ctx<'_>, id: &Value, params: Option<Value>) 
             let reason = format!(
                 "tool `{name}` changed since it was approved for use (definition {seen}, pinned {accepted}); calls are refused until an administrator accepts it with `countersign mcp accept {gate} {name}`"
             );
-            engine.refuse(principal, attempt, gate, reason.clone()).await;
+            engine
+                .refuse(principal, attempt, gate, reason.clone())
+                .await;
             return tool_error(id, &format!("countersign refused this tool call: {reason}"));
         }
         Err(e) => {
             let reason = format!("the tool's definition could not be checked ({e})");
-            engine.refuse(principal, attempt, gate, reason.clone()).await;
+            engine
+                .refuse(principal, attempt, gate, reason.clone())
+                .await;
             return tool_error(id, &format!("countersign refused this tool call: {reason}"));
         }
     }
@@ -211,7 +230,8 @@ pub(crate) async fn call_tool(ctx: &Ctx<'_>, id: &Value, params: Option<Value>) 
                 review_url,
                 ..
             } => {
-                if let Some(refusal) = hold(ctx, id, &request.id, &review_url, token.as_ref()).await {
+                if let Some(refusal) = hold(ctx, id, &request.id, &review_url, token.as_ref()).await
+                {
                     return refusal;
                 }
             }
@@ -241,8 +261,12 @@ impl Drop for HoldGuard<'_> {
             );
             tokio::spawn(async move {
                 match engine.cancel(&principal, &id, false).await {
-                    Ok(_) => tracing::info!(request = %id, "held tool call withdrawn: the client went away"),
-                    Err(e) => tracing::debug!(request = %id, error = %e, "withdrawing a held tool call"),
+                    Ok(_) => {
+                        tracing::info!(request = %id, "held tool call withdrawn: the client went away")
+                    }
+                    Err(e) => {
+                        tracing::debug!(request = %id, error = %e, "withdrawing a held tool call")
+                    }
                 }
             });
         }
@@ -286,7 +310,9 @@ async fn hold(
                 guard.armed = false;
                 return Some(tool_error(
                     id,
-                    &format!("countersign refused this tool call: its approval request could not be followed ({e})"),
+                    &format!(
+                        "countersign refused this tool call: its approval request could not be followed ({e})"
+                    ),
                 ));
             }
         };
@@ -306,16 +332,24 @@ async fn hold(
                         format!(
                             "denied by {}{}",
                             v.voter.id,
-                            v.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+                            v.reason
+                                .as_deref()
+                                .map(|r| format!(": {r}"))
+                                .unwrap_or_default()
                         )
                     })
                     .unwrap_or_else(|| "denied".into());
                 format!("{reason} (request {request_id})")
             }
-            RequestStatus::Expired => format!("the approval request {request_id} expired before anyone decided"),
+            RequestStatus::Expired => {
+                format!("the approval request {request_id} expired before anyone decided")
+            }
             RequestStatus::Cancelled => format!("the approval request {request_id} was cancelled"),
         };
         guard.armed = false;
-        return Some(tool_error(id, &format!("countersign denied this tool call: {why}")));
+        return Some(tool_error(
+            id,
+            &format!("countersign denied this tool call: {why}"),
+        ));
     }
 }

@@ -181,7 +181,9 @@ mod tests {
 
     #[test]
     fn exactly_one_upstream_and_a_clean_name() {
-        let ok = section("name = \"tools\"\nlisten = \"127.0.0.1:1\"\ncommand = [\"python3\", \"s.py\"]");
+        let ok = section(
+            "name = \"tools\"\nlisten = \"127.0.0.1:1\"\ncommand = [\"python3\", \"s.py\"]",
+        );
         let config = ok.resolve().expect("valid");
         assert_eq!(
             config.upstream,

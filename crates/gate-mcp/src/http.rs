@@ -60,7 +60,10 @@ fn authenticated(gate: &Gate, headers: &HeaderMap) -> Result<Principal, Response
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|t| t.strip_prefix("Bearer ").or_else(|| t.strip_prefix("bearer ")))
+        .and_then(|t| {
+            t.strip_prefix("Bearer ")
+                .or_else(|| t.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .filter(|t| !t.is_empty());
     let found = token.and_then(|t| authenticate(&gate.principals, t));
@@ -70,7 +73,11 @@ fn authenticated(gate: &Gate, headers: &HeaderMap) -> Result<Principal, Response
             let challenge = format!(
                 "Bearer resource_metadata=\"{}{METADATA_PATH}\"{}",
                 gate.config.public_url,
-                if token.is_some() { ", error=\"invalid_token\"" } else { "" }
+                if token.is_some() {
+                    ", error=\"invalid_token\""
+                } else {
+                    ""
+                }
             );
             let mut resp = json_response(
                 StatusCode::UNAUTHORIZED,
@@ -99,7 +106,11 @@ fn session_of(
     let not_found = || {
         refusal(
             StatusCode::NOT_FOUND,
-            &Refusal::new(jsonrpc::INVALID_REQUEST, "session not found: initialize again", Value::Null),
+            &Refusal::new(
+                jsonrpc::INVALID_REQUEST,
+                "session not found: initialize again",
+                Value::Null,
+            ),
         )
     };
     let session = gate.sessions.get(id).ok_or_else(not_found)?;
@@ -125,7 +136,10 @@ fn session_of(
             StatusCode::BAD_REQUEST,
             &Refusal::new(
                 jsonrpc::INVALID_REQUEST,
-                format!("MCP-Protocol-Version `{v}` is not the session's `{}`", session.version),
+                format!(
+                    "MCP-Protocol-Version `{v}` is not the session's `{}`",
+                    session.version
+                ),
                 Value::Null,
             ),
         ));
@@ -135,7 +149,12 @@ fn session_of(
 
 /// The 2026-07-28 checks of a request without a session: the envelope, headers that match the
 /// body, and a version the gate speaks.
-fn check_modern(headers: &HeaderMap, id: &Value, method: &str, params: Option<&Value>) -> Result<(), Refusal> {
+fn check_modern(
+    headers: &HeaderMap,
+    id: &Value,
+    method: &str,
+    params: Option<&Value>,
+) -> Result<(), Refusal> {
     let meta = protocol::meta(params).ok_or_else(|| {
         Refusal::new(
             jsonrpc::INVALID_PARAMS,
@@ -147,7 +166,10 @@ fn check_modern(headers: &HeaderMap, id: &Value, method: &str, params: Option<&V
             id.clone(),
         )
     })?;
-    for key in [protocol::META_PROTOCOL_VERSION, protocol::META_CLIENT_CAPABILITIES] {
+    for key in [
+        protocol::META_PROTOCOL_VERSION,
+        protocol::META_CLIENT_CAPABILITIES,
+    ] {
         if !meta.contains_key(key) {
             return Err(Refusal::new(
                 jsonrpc::INVALID_PARAMS,
@@ -159,21 +181,32 @@ fn check_modern(headers: &HeaderMap, id: &Value, method: &str, params: Option<&V
     let version = &meta[protocol::META_PROTOCOL_VERSION];
     let mismatch = |what: &str| Refusal::new(jsonrpc::HEADER_MISMATCH, what.to_owned(), id.clone());
     if header_str(headers, protocol::HEADER_PROTOCOL_VERSION) != version.as_str() {
-        return Err(mismatch("the MCP-Protocol-Version header does not match the request's protocol version"));
+        return Err(mismatch(
+            "the MCP-Protocol-Version header does not match the request's protocol version",
+        ));
     }
     if header_str(headers, protocol::HEADER_METHOD) != Some(method) {
-        return Err(mismatch("the Mcp-Method header does not match the request's method"));
+        return Err(mismatch(
+            "the Mcp-Method header does not match the request's method",
+        ));
     }
     if let Some(key) = protocol::name_param(method)
         && let Some(body_name) = params.and_then(|p| p.get(key))
     {
-        let header_name = header_str(headers, protocol::HEADER_NAME).and_then(protocol::decode_header_value);
+        let header_name =
+            header_str(headers, protocol::HEADER_NAME).and_then(protocol::decode_header_value);
         if header_name.as_deref() != body_name.as_str() {
-            return Err(mismatch(&format!("the Mcp-Name header does not match the request's `{key}`")));
+            return Err(mismatch(&format!(
+                "the Mcp-Name header does not match the request's `{key}`"
+            )));
         }
     }
     let Some(version) = version.as_str() else {
-        return Err(Refusal::new(jsonrpc::INVALID_PARAMS, "the protocol version must be a string", id.clone()));
+        return Err(Refusal::new(
+            jsonrpc::INVALID_PARAMS,
+            "the protocol version must be a string",
+            id.clone(),
+        ));
     };
     if version != protocol::V2026_07_28 {
         return Err(Refusal {
@@ -189,7 +222,9 @@ fn check_modern(headers: &HeaderMap, id: &Value, method: &str, params: Option<&V
 fn modern_status(answer: &Value) -> StatusCode {
     match jsonrpc::error_code(answer) {
         Some(jsonrpc::PARSE_ERROR | jsonrpc::INVALID_REQUEST | jsonrpc::INVALID_PARAMS)
-        | Some(jsonrpc::HEADER_MISMATCH | jsonrpc::UNSUPPORTED_PROTOCOL_VERSION) => StatusCode::BAD_REQUEST,
+        | Some(jsonrpc::HEADER_MISMATCH | jsonrpc::UNSUPPORTED_PROTOCOL_VERSION) => {
+            StatusCode::BAD_REQUEST
+        }
         Some(jsonrpc::METHOD_NOT_FOUND) => StatusCode::NOT_FOUND,
         _ => StatusCode::OK,
     }
@@ -208,16 +243,18 @@ fn unsupported_version(r: Refusal) -> Response {
 
 async fn read_body(gate: &Gate, request: Request) -> Result<Bytes, Response> {
     let limit = gate.config.max_message_bytes;
-    axum::body::to_bytes(request.into_body(), limit).await.map_err(|_| {
-        refusal(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &Refusal::new(
-                jsonrpc::INVALID_REQUEST,
-                format!("the message exceeds {limit} bytes"),
-                Value::Null,
-            ),
-        )
-    })
+    axum::body::to_bytes(request.into_body(), limit)
+        .await
+        .map_err(|_| {
+            refusal(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &Refusal::new(
+                    jsonrpc::INVALID_REQUEST,
+                    format!("the message exceeds {limit} bytes"),
+                    Value::Null,
+                ),
+            )
+        })
 }
 
 async fn post_mcp(
@@ -248,7 +285,11 @@ async fn post_mcp(
             let Some(cancel) = session.begin(id.to_string()) else {
                 return refusal(
                     StatusCode::BAD_REQUEST,
-                    &Refusal::new(jsonrpc::INVALID_REQUEST, format!("request id {id} is already in use in this session"), id),
+                    &Refusal::new(
+                        jsonrpc::INVALID_REQUEST,
+                        format!("request id {id} is already in use in this session"),
+                        id,
+                    ),
                 );
             };
             let request = Incoming {
@@ -269,7 +310,10 @@ async fn post_mcp(
                     }
                 }
                 _ => {
-                    let _ = session.upstream.notify(&method, params.unwrap_or(Value::Null)).await;
+                    let _ = session
+                        .upstream
+                        .notify(&method, params.unwrap_or(Value::Null))
+                        .await;
                 }
             }
             StatusCode::ACCEPTED.into_response()
@@ -290,13 +334,18 @@ async fn post_mcp(
                 }
                 Err(e) => json_response(
                     StatusCode::OK,
-                    &jsonrpc::error(&id, jsonrpc::UPSTREAM_UNAVAILABLE, &format!("cannot reach the upstream MCP server: {e}")),
+                    &jsonrpc::error(
+                        &id,
+                        jsonrpc::UPSTREAM_UNAVAILABLE,
+                        &format!("cannot reach the upstream MCP server: {e}"),
+                    ),
                 ),
             }
         }
         (None, Message::Request { id, method, params })
             if protocol::request_version(params.as_ref()).is_some()
-                || header_str(&headers, protocol::HEADER_PROTOCOL_VERSION) == Some(protocol::V2026_07_28) =>
+                || header_str(&headers, protocol::HEADER_PROTOCOL_VERSION)
+                    == Some(protocol::V2026_07_28) =>
         {
             if let Err(r) = check_modern(&headers, &id, &method, params.as_ref()) {
                 if r.code == jsonrpc::UNSUPPORTED_PROTOCOL_VERSION {
@@ -319,13 +368,20 @@ async fn post_mcp(
                 Err(e) => {
                     return json_response(
                         StatusCode::OK,
-                        &jsonrpc::error(&id, jsonrpc::UPSTREAM_UNAVAILABLE, &format!("cannot reach the upstream MCP server: {e}")),
+                        &jsonrpc::error(
+                            &id,
+                            jsonrpc::UPSTREAM_UNAVAILABLE,
+                            &format!("cannot reach the upstream MCP server: {e}"),
+                        ),
                     );
                 }
             };
             let key = hex::encode(rand::random::<[u8; 12]>());
             let Some(cancel) = session.begin(key.clone()) else {
-                return json_response(StatusCode::INTERNAL_SERVER_ERROR, &jsonrpc::error(&id, jsonrpc::INTERNAL_ERROR, "request key collision"));
+                return json_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &jsonrpc::error(&id, jsonrpc::INTERNAL_ERROR, "request key collision"),
+                );
             };
             let request = Incoming {
                 key,
@@ -337,7 +393,8 @@ async fn post_mcp(
             respond(gate, session, peer, request, Some(())).await
         }
         (None, Message::Notification { .. })
-            if header_str(&headers, protocol::HEADER_PROTOCOL_VERSION) == Some(protocol::V2026_07_28) =>
+            if header_str(&headers, protocol::HEADER_PROTOCOL_VERSION)
+                == Some(protocol::V2026_07_28) =>
         {
             // 2026-07-28 defines no client notifications over HTTP; closing a stream cancels.
             StatusCode::ACCEPTED.into_response()
@@ -381,7 +438,11 @@ async fn respond(
         return StatusCode::ACCEPTED.into_response();
     };
     if first.get("method").is_none() {
-        let status = if modern.is_some() { modern_status(&first) } else { StatusCode::OK };
+        let status = if modern.is_some() {
+            modern_status(&first)
+        } else {
+            StatusCode::OK
+        };
         return json_response(status, &first);
     }
     sse(first, rx)
@@ -404,12 +465,18 @@ fn sse(first: Value, rx: mpsc::Receiver<Value>) -> Response {
                 None => rx.recv().await?,
             };
             let last = message.get("method").is_none() && message.get("id").is_some();
-            Some((Ok::<Bytes, std::convert::Infallible>(sse_event(&message)), (None, rx, last)))
+            Some((
+                Ok::<Bytes, std::convert::Infallible>(sse_event(&message)),
+                (None, rx, last),
+            ))
         },
     );
     let mut resp = Response::new(Body::from_stream(stream));
     let headers = resp.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     resp
 }
@@ -428,16 +495,25 @@ async fn get_mcp(State(gate): State<Arc<Gate>>, headers: HeaderMap) -> Response 
     let Some(rx) = session.open_get_stream() else {
         return refusal(
             StatusCode::CONFLICT,
-            &Refusal::new(jsonrpc::INVALID_REQUEST, "this session already has a GET stream", Value::Null),
+            &Refusal::new(
+                jsonrpc::INVALID_REQUEST,
+                "this session already has a GET stream",
+                Value::Null,
+            ),
         );
     };
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         let message = rx.recv().await?;
-        Some((Ok::<Bytes, std::convert::Infallible>(sse_event(&message)), rx))
+        Some((
+            Ok::<Bytes, std::convert::Infallible>(sse_event(&message)),
+            rx,
+        ))
     });
     let mut resp = Response::new(Body::from_stream(stream));
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     resp
 }
 

@@ -216,14 +216,26 @@ mod tests {
             code(r#"{"jsonrpc":"1.0","id":7,"method":"ping"}"#),
             (INVALID_REQUEST, json!(7))
         );
-        assert_eq!(code(r#"{"id":7,"method":"ping"}"#), (INVALID_REQUEST, json!(7)));
+        assert_eq!(
+            code(r#"{"id":7,"method":"ping"}"#),
+            (INVALID_REQUEST, json!(7))
+        );
         assert_eq!(
             code(r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#),
             (INVALID_REQUEST, Value::Null)
         );
-        assert_eq!(code(r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#).0, INVALID_REQUEST);
-        assert_eq!(code(r#"{"jsonrpc":"2.0","id":"a","method":3}"#), (INVALID_REQUEST, json!("a")));
-        assert_eq!(code(r#"{"jsonrpc":"2.0","id":"a","method":"x","params":3}"#).0, INVALID_REQUEST);
+        assert_eq!(
+            code(r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#).0,
+            INVALID_REQUEST
+        );
+        assert_eq!(
+            code(r#"{"jsonrpc":"2.0","id":"a","method":3}"#),
+            (INVALID_REQUEST, json!("a"))
+        );
+        assert_eq!(
+            code(r#"{"jsonrpc":"2.0","id":"a","method":"x","params":3}"#).0,
+            INVALID_REQUEST
+        );
         assert_eq!(code(r#"{"jsonrpc":"2.0","id":1}"#).0, INVALID_REQUEST);
         assert_eq!(
             code(r#"{"jsonrpc":"2.0","id":1,"result":{},"error":{"code":1,"message":"x"}}"#).0,

@@ -43,7 +43,11 @@ pub struct Gate {
 }
 
 impl Gate {
-    pub fn new(config: GateConfig, engine: Engine, principals: Vec<ConfiguredPrincipal>) -> Arc<Gate> {
+    pub fn new(
+        config: GateConfig,
+        engine: Engine,
+        principals: Vec<ConfiguredPrincipal>,
+    ) -> Arc<Gate> {
         Arc::new(Gate {
             config,
             engine,

@@ -211,11 +211,7 @@ impl HttpLink {
 
     /// Sends `message`; every message of the answer goes to `sink`. An error means no message
     /// answered it (the caller turns that into an error for the request).
-    pub async fn post(
-        &self,
-        message: &Value,
-        sink: &mpsc::Sender<Inbound>,
-    ) -> Result<(), String> {
+    pub async fn post(&self, message: &Value, sink: &mpsc::Sender<Inbound>) -> Result<(), String> {
         let body = serde_json::to_vec(message).map_err(|e| e.to_string())?;
         let mut req = self
             .request(reqwest::Method::POST)
@@ -227,10 +223,11 @@ impl HttpLink {
                 req = req.header(protocol::HEADER_PROTOCOL_VERSION, version);
                 if let Some(method) = method {
                     req = req.header(protocol::HEADER_METHOD, method);
-                    if let Some(name) = protocol::name_param(method)
-                        .and_then(|k| params?.get(k)?.as_str())
+                    if let Some(name) =
+                        protocol::name_param(method).and_then(|k| params?.get(k)?.as_str())
                     {
-                        req = req.header(protocol::HEADER_NAME, protocol::encode_header_value(name));
+                        req =
+                            req.header(protocol::HEADER_NAME, protocol::encode_header_value(name));
                     }
                 }
             }
@@ -298,8 +295,9 @@ impl HttpLink {
             let mut events = SseParser::new(self.max_bytes);
             while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
                 for data in events.push(&chunk)? {
-                    let value: Value = serde_json::from_str(&data)
-                        .map_err(|_| "the MCP endpoint sent an SSE event that is not JSON".to_owned())?;
+                    let value: Value = serde_json::from_str(&data).map_err(|_| {
+                        "the MCP endpoint sent an SSE event that is not JSON".to_owned()
+                    })?;
                     if sink.send(Ok(value)).await.is_err() {
                         return Ok(());
                     }
@@ -310,7 +308,10 @@ impl HttpLink {
         let mut body = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
             if body.len() + chunk.len() > self.max_bytes {
-                return Err(format!("the MCP endpoint sent a message over {} bytes", self.max_bytes));
+                return Err(format!(
+                    "the MCP endpoint sent a message over {} bytes",
+                    self.max_bytes
+                ));
             }
             body.extend_from_slice(&chunk);
         }
@@ -373,7 +374,10 @@ impl SseParser {
 
 fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
     let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2));
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| (i, 4));
+    let crlf = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4));
     match (lf, crlf) {
         (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
         (a, b) => a.or(b),
@@ -388,7 +392,10 @@ mod tests {
     fn sse_events_split_across_chunks() {
         let mut p = SseParser::new(1024);
         assert!(p.push(b"event: message\ndata: {\"a\":").unwrap().is_empty());
-        assert_eq!(p.push(b"1}\n\n: ping\n\ndata: 2\r\n\r\n").unwrap(), vec!["{\"a\":1}", "2"]);
+        assert_eq!(
+            p.push(b"1}\n\n: ping\n\ndata: 2\r\n\r\n").unwrap(),
+            vec!["{\"a\":1}", "2"]
+        );
         let mut small = SseParser::new(8);
         assert!(small.push(b"data: 0123456789").is_err());
     }

@@ -120,8 +120,17 @@ mod tests {
 
     #[test]
     fn header_values_round_trip_and_bad_encodings_never_match() {
-        for v in ["search", "naïve", " spaced ", "a\r\nInjected: 1", "=?base64?x?="] {
-            assert_eq!(decode_header_value(&encode_header_value(v)).as_deref(), Some(v));
+        for v in [
+            "search",
+            "naïve",
+            " spaced ",
+            "a\r\nInjected: 1",
+            "=?base64?x?=",
+        ] {
+            assert_eq!(
+                decode_header_value(&encode_header_value(v)).as_deref(),
+                Some(v)
+            );
         }
         assert_eq!(encode_header_value("plain_name"), "plain_name");
         assert_eq!(decode_header_value("=?base64?!!!?="), None);
@@ -143,9 +152,6 @@ mod tests {
         assert_eq!(only, json!({}));
         let mut params = Some(p);
         add_envelope(&mut params, &json!({}), &json!({"name": "countersign"}));
-        assert_eq!(
-            request_version(params.as_ref()),
-            Some(&json!("2026-07-28"))
-        );
+        assert_eq!(request_version(params.as_ref()), Some(&json!("2026-07-28")));
     }
 }

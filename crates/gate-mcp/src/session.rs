@@ -58,7 +58,10 @@ impl Session {
 
     fn busy(&self) -> bool {
         !lock(&self.in_flight).is_empty()
-            || lock(&self.streams).get.as_ref().is_some_and(|s| !s.is_closed())
+            || lock(&self.streams)
+                .get
+                .as_ref()
+                .is_some_and(|s| !s.is_closed())
     }
 
     /// Registers a request as in flight under `key` (its id, in a session; something unique
@@ -219,8 +222,20 @@ pub(crate) async fn initialize(
         .cloned()
         .unwrap_or_else(gate_client_info);
     let id = hex::encode(rand::random::<[u8; 16]>());
-    let session = open(gate, id.clone(), principal, version, capabilities, client_info).await?;
-    let negotiated = session.upstream.negotiated().cloned().ok_or("upstream not negotiated")?;
+    let session = open(
+        gate,
+        id.clone(),
+        principal,
+        version,
+        capabilities,
+        client_info,
+    )
+    .await?;
+    let negotiated = session
+        .upstream
+        .negotiated()
+        .cloned()
+        .ok_or("upstream not negotiated")?;
     let mut result = json!({
         "protocolVersion": version,
         "capabilities": negotiated.capabilities,
@@ -338,12 +353,20 @@ pub(crate) async fn reap_idle(gate: Weak<Gate>) {
         };
         let ended: Vec<Arc<Session>> = {
             let mut by_id = lock(&g.sessions.by_id);
-            let ids: Vec<String> = by_id.iter().filter(|(_, s)| stale(s)).map(|(k, _)| k.clone()).collect();
+            let ids: Vec<String> = by_id
+                .iter()
+                .filter(|(_, s)| stale(s))
+                .map(|(k, _)| k.clone())
+                .collect();
             ids.iter().filter_map(|k| by_id.remove(k)).collect()
         };
         let ended_pool: Vec<Arc<Session>> = {
             let mut pool = g.sessions.by_principal.lock().await;
-            let keys: Vec<String> = pool.iter().filter(|(_, s)| stale(s)).map(|(k, _)| k.clone()).collect();
+            let keys: Vec<String> = pool
+                .iter()
+                .filter(|(_, s)| stale(s))
+                .map(|(k, _)| k.clone())
+                .collect();
             let mut index = lock(&g.sessions.principal_index);
             keys.iter()
                 .filter_map(|k| {
@@ -448,7 +471,12 @@ fn discover(ctx: &Ctx<'_>, id: &Value) -> Value {
 }
 
 /// Passes request `method` upstream and relays its progress and answer.
-pub(crate) async fn forward(ctx: &Ctx<'_>, id: &Value, method: &str, params: Option<Value>) -> Value {
+pub(crate) async fn forward(
+    ctx: &Ctx<'_>,
+    id: &Value,
+    method: &str,
+    params: Option<Value>,
+) -> Value {
     let token = params
         .as_ref()
         .and_then(|p| protocol::meta(Some(p)))
@@ -491,7 +519,9 @@ fn finish(mut answer: Value, method: &str, modern: bool) -> Value {
             if method == "tools/list" {
                 result.insert("cacheScope".into(), Value::from("private"));
             } else {
-                result.entry("cacheScope").or_insert_with(|| Value::from("private"));
+                result
+                    .entry("cacheScope")
+                    .or_insert_with(|| Value::from("private"));
             }
         }
         return answer;

@@ -228,7 +228,9 @@ impl Upstream {
 
     async fn negotiate(self: &Arc<Self>, wanted: UpstreamProtocol) -> Result<(), String> {
         let (probe, handshake) = match wanted {
-            UpstreamProtocol::Auto => (Some(PROBE_TIMEOUT.min(self.timeout)), protocol::V2025_11_25),
+            UpstreamProtocol::Auto => {
+                (Some(PROBE_TIMEOUT.min(self.timeout)), protocol::V2025_11_25)
+            }
             UpstreamProtocol::Pinned(v) if v == protocol::V2026_07_28 => (Some(self.timeout), ""),
             UpstreamProtocol::Pinned(v) => (None, v),
         };
@@ -272,9 +274,15 @@ impl Upstream {
             .response()
             .await;
         let result = answer.get("result").ok_or_else(|| {
-            format!("the upstream server refused initialize: {}", answer.get("error").unwrap_or(&answer))
+            format!(
+                "the upstream server refused initialize: {}",
+                answer.get("error").unwrap_or(&answer)
+            )
         })?;
-        let offered = result.get("protocolVersion").and_then(Value::as_str).unwrap_or("");
+        let offered = result
+            .get("protocolVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         let version = protocol::HANDSHAKE_REVISIONS
             .iter()
             .find(|v| **v == offered)
@@ -291,7 +299,8 @@ impl Upstream {
         if let Link::Http { link, .. } = &self.link {
             link.set_version(version);
         }
-        self.notify("notifications/initialized", Value::Null).await?;
+        self.notify("notifications/initialized", Value::Null)
+            .await?;
         if let Link::Http { link, .. } = &self.link {
             // The stream for what the server sends on its own (2025 revisions only).
             let (link, sink) = (link.clone(), self.sink.clone());
@@ -341,9 +350,7 @@ impl Upstream {
             protocol::strip_envelope(p);
         }
         if client_token.is_some()
-            && let Some(obj) = params
-                .get_or_insert_with(|| json!({}))
-                .as_object_mut()
+            && let Some(obj) = params.get_or_insert_with(|| json!({})).as_object_mut()
         {
             let meta = obj.entry("_meta").or_insert_with(|| json!({}));
             if let Some(meta) = meta.as_object_mut() {
@@ -360,7 +367,10 @@ impl Upstream {
             client_token,
             done: false,
         };
-        if let Err(e) = self.send(id, jsonrpc::request(&Value::from(id), method, params)).await {
+        if let Err(e) = self
+            .send(id, jsonrpc::request(&Value::from(id), method, params))
+            .await
+        {
             call.done = true;
             return Err(e);
         }
@@ -368,7 +378,11 @@ impl Upstream {
     }
 
     /// Sends a notification upstream.
-    pub(crate) async fn notify(self: &Arc<Self>, method: &str, params: Value) -> Result<(), String> {
+    pub(crate) async fn notify(
+        self: &Arc<Self>,
+        method: &str,
+        params: Value,
+    ) -> Result<(), String> {
         let modern = self.negotiated().is_some_and(Negotiated::modern);
         if modern && matches!(self.link, Link::Http { .. }) {
             // 2026-07-28 over HTTP has no client notifications: closing a stream cancels.
@@ -400,10 +414,16 @@ impl Upstream {
                 let (link, sink) = (link.clone(), self.sink.clone());
                 let task = tokio::spawn(async move {
                     if let Err(e) = link.post(&message, &sink).await
-                        && let Some(req_id) = message.get("id").filter(|_| message.get("method").is_some())
+                        && let Some(req_id) = message
+                            .get("id")
+                            .filter(|_| message.get("method").is_some())
                     {
                         let _ = sink
-                            .send(Ok(jsonrpc::error(req_id, jsonrpc::UPSTREAM_UNAVAILABLE, &e)))
+                            .send(Ok(jsonrpc::error(
+                                req_id,
+                                jsonrpc::UPSTREAM_UNAVAILABLE,
+                                &e,
+                            )))
                             .await;
                     }
                 });
@@ -501,7 +521,11 @@ impl Upstream {
             let Some(result) = answer.get("result") else {
                 return Err(answer.get("error").cloned().unwrap_or(answer));
             };
-            let tools = result.get("tools").and_then(Value::as_array).cloned().unwrap_or_default();
+            let tools = result
+                .get("tools")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             self.remember_tools(&tools, page == 0);
             match result.get("nextCursor") {
                 Some(c) if !c.is_null() => cursor = Some(c.clone()),

@@ -59,9 +59,10 @@ impl From<EngineError> for ApiError {
         use StatusCode as S;
         let message = e.to_string();
         let (status, code) = match &e {
-            EngineError::RequestNotFound(_) | EngineError::GrantNotFound(_) => {
-                (S::NOT_FOUND, "not_found")
-            }
+            EngineError::RequestNotFound(_)
+            | EngineError::GrantNotFound(_)
+            | EngineError::ToolNotFound { .. } => (S::NOT_FOUND, "not_found"),
+            EngineError::ToolUnchanged { .. } => (S::CONFLICT, "tool_unchanged"),
             EngineError::Vote(v) => match v {
                 VoteError::AlreadySettled(_) => (S::CONFLICT, "already_settled"),
                 VoteError::Expired => (S::CONFLICT, "expired"),

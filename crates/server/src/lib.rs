@@ -1,6 +1,6 @@
-//! The HTTP API of the gateway: `/v1` (attempts, requests, votes, grants, audit, policies),
-//! the reviewer channels' callbacks (`/v1/channels/slack/interactions`), `/v1/openapi.json`,
-//! and the operational endpoints `/healthz`, `/readyz` and `/metrics`.
+//! The HTTP API of the gateway: `/v1` (attempts, requests, votes, grants, audit, policies, MCP
+//! tool pins), the reviewer channels' callbacks (`/v1/channels/slack/interactions`),
+//! `/v1/openapi.json`, and the operational endpoints `/healthz`, `/readyz` and `/metrics`.
 //!
 //! Handlers are thin: they authenticate the caller, check the caller's role for the route,
 //! translate JSON to domain types and back, and leave every decision to the engine.
@@ -94,6 +94,8 @@ pub fn router(engine: Engine, config: ServerConfig) -> Router {
             "/v1/channels/slack/interactions",
             post(routes::slack::interactions),
         )
+        .route("/v1/mcp/tools", get(routes::mcp::list))
+        .route("/v1/mcp/tools/accept", post(routes::mcp::accept))
         .route("/v1/whoami", get(routes::ops::whoami))
         .route("/v1/openapi.json", get(openapi::document))
         .route("/healthz", get(routes::ops::healthz))

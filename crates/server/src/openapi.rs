@@ -36,7 +36,51 @@ fn body(schema: &str) -> Value {
     json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}})
 }
 
+/// The document: the core API, plus the MCP tool routes (added apart, as one `json!` of
+/// everything would exceed the macro's recursion limit).
 pub fn spec() -> Value {
+    let mut doc = base_spec();
+    let mcp_paths = json!({
+            "/v1/mcp/tools": {"get": {
+                "summary": "MCP tool definitions the gates pinned, with changed ones awaiting acceptance (administrators, auditors)",
+                "parameters": [{"name": "gate", "in": "query", "required": false, "schema": {"type": "string"}}],
+                "responses": ok("McpToolList", "Pinned tools")
+            }},
+            "/v1/mcp/tools/accept": {"post": {
+                "summary": "Accept a changed MCP tool definition (administrators): it becomes the pinned one and its calls are no longer refused; 404 for an unknown tool, 409 `tool_unchanged` when there is no change to accept",
+                "requestBody": body("McpToolAccept"),
+                "responses": ok("McpTool", "The tool as now pinned")
+            }}
+    });
+    let mcp_schemas = json!({
+                "McpToolAccept": {"type": "object", "required": ["gate", "tool"], "additionalProperties": false, "properties": {
+                    "gate": {"type": "string", "description": "The MCP gate's name"},
+                    "tool": {"type": "string", "description": "The tool's name"}
+                }},
+                "McpTool": {"type": "object", "properties": {
+                    "gate": {"type": "string"}, "tool": {"type": "string"},
+                    "status": {"type": "string", "enum": ["pinned", "changed"]},
+                    "fingerprint": {"type": "string", "description": "SHA-256 of the pinned definition's canonical JSON"},
+                    "definition": {"type": "object"},
+                    "changed_fingerprint": {"type": ["string", "null"]},
+                    "changed_definition": {"type": ["object", "null"]},
+                    "first_seen": {"type": "string", "format": "date-time"},
+                    "updated_at": {"type": "string", "format": "date-time"}
+                }},
+                "McpToolList": {"type": "object", "properties": {"tools": {"type": "array", "items": {"$ref": "#/components/schemas/McpTool"}}}}
+    });
+    for (section, extra) in [("/paths", mcp_paths), ("/components/schemas", mcp_schemas)] {
+        if let (Some(target), Value::Object(extra)) = (
+            doc.pointer_mut(section).and_then(Value::as_object_mut),
+            extra,
+        ) {
+            target.extend(extra);
+        }
+    }
+    doc
+}
+
+fn base_spec() -> Value {
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -174,7 +218,7 @@ pub fn spec() -> Value {
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {
                     "type": "object", "required": ["code", "message"],
                     "properties": {
-                        "code": {"type": "string", "examples": ["unauthenticated", "forbidden", "not_found", "invalid_request", "malformed_json", "payload_too_large", "unsupported_media_type", "invalid_action", "unknown_action", "unknown_resource_type", "self_approval", "not_eligible", "already_settled", "duplicate_vote", "expired", "not_requester", "grant_not_active", "invalid_policy", "unavailable", "reason_required", "break_glass_refused", "bad_signature", "invalid_payload", "wrong_workspace"]},
+                        "code": {"type": "string", "examples": ["unauthenticated", "forbidden", "not_found", "invalid_request", "malformed_json", "payload_too_large", "unsupported_media_type", "invalid_action", "unknown_action", "unknown_resource_type", "self_approval", "not_eligible", "already_settled", "duplicate_vote", "expired", "not_requester", "grant_not_active", "invalid_policy", "tool_unchanged", "unavailable", "reason_required", "break_glass_refused", "bad_signature", "invalid_payload", "wrong_workspace"]},
                         "message": {"type": "string"}
                     }
                 }}},

@@ -38,7 +38,9 @@ fn tools(delete_description: &str) -> Value {
 type Out = Arc<Mutex<std::io::Stdout>>;
 
 fn send(out: &Out, message: &Value) {
-    let mut out = out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut out = out
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let _ = writeln!(out, "{message}");
     let _ = out.flush();
 }
@@ -47,17 +49,33 @@ fn text(t: String) -> Value {
     json!({"content": [{"type": "text", "text": t}], "isError": false})
 }
 
-fn call(out: &Out, name: &str, args: &Value, token: Option<Value>) -> Result<Option<Value>, (i64, String)> {
+fn call(
+    out: &Out,
+    name: &str,
+    args: &Value,
+    token: Option<Value>,
+) -> Result<Option<Value>, (i64, String)> {
     Ok(Some(match name {
-        "echo" => text(args.get("message").and_then(Value::as_str).unwrap_or_default().to_owned()),
-        "delete_file" => text(format!("deleted {}", args.get("path").and_then(Value::as_str).unwrap_or("?"))),
+        "echo" => text(
+            args.get("message")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        ),
+        "delete_file" => text(format!(
+            "deleted {}",
+            args.get("path").and_then(Value::as_str).unwrap_or("?")
+        )),
         "format_disk" => text("formatted".into()),
         "whoami" => text(std::process::id().to_string()),
         "slow" => {
             let ms = args.get("ms").and_then(Value::as_u64).unwrap_or(100);
             if let Some(token) = &token {
-                send(out, &json!({"jsonrpc": "2.0", "method": "notifications/progress",
-                    "params": {"progressToken": token, "progress": 1, "total": 2, "message": "working"}}));
+                send(
+                    out,
+                    &json!({"jsonrpc": "2.0", "method": "notifications/progress",
+                    "params": {"progressToken": token, "progress": 1, "total": 2, "message": "working"}}),
+                );
             }
             std::thread::sleep(std::time::Duration::from_millis(ms));
             text(format!("slept {ms}ms"))
@@ -65,7 +83,9 @@ fn call(out: &Out, name: &str, args: &Value, token: Option<Value>) -> Result<Opt
         "hang" => return Ok(None),
         "crash" => std::process::exit(3),
         "garbage" => {
-            let mut o = out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut o = out
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let _ = writeln!(o, "this is not JSON-RPC");
             let _ = o.flush();
             return Ok(None);
@@ -86,8 +106,13 @@ fn main() {
     let info = json!({"name": "countersign-test-server", "version": "1.0.0"});
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
-        let Ok(msg) = serde_json::from_str::<Value>(&line) else { continue };
-        let (Some(id), Some(method)) = (msg.get("id").cloned(), msg.get("method").and_then(Value::as_str)) else {
+        let Ok(msg) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        let (Some(id), Some(method)) = (
+            msg.get("id").cloned(),
+            msg.get("method").and_then(Value::as_str),
+        ) else {
             continue;
         };
         let params = msg.get("params").cloned().unwrap_or(json!({}));
@@ -96,24 +121,42 @@ fn main() {
         if let Some(v) = &modern
             && v != MODERN
         {
-            send(&out, &json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32022,
-                "message": "unsupported protocol version", "data": {"supported": [MODERN], "requested": v}}}));
+            send(
+                &out,
+                &json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32022,
+                "message": "unsupported protocol version", "data": {"supported": [MODERN], "requested": v}}}),
+            );
             continue;
         }
         let result: Result<Option<Value>, (i64, String)> = match method {
             "initialize" => {
-                let asked = params.get("protocolVersion").and_then(Value::as_str).unwrap_or("");
-                let version = HANDSHAKE.iter().find(|v| **v == asked).copied().unwrap_or("2025-11-25");
-                Ok(Some(json!({"protocolVersion": version, "capabilities": capabilities, "serverInfo": info})))
+                let asked = params
+                    .get("protocolVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                let version = HANDSHAKE
+                    .iter()
+                    .find(|v| **v == asked)
+                    .copied()
+                    .unwrap_or("2025-11-25");
+                Ok(Some(
+                    json!({"protocolVersion": version, "capabilities": capabilities, "serverInfo": info}),
+                ))
             }
             "server/discover" if !legacy_only => Ok(Some(json!({"supportedVersions": [MODERN],
                 "capabilities": capabilities, "serverInfo": info, "ttlMs": 0, "cacheScope": "private"}))),
             "ping" => Ok(Some(json!({}))),
             "tools/list" => Ok(Some(json!({"tools": tools}))),
-            "resources/list" => Ok(Some(json!({"resources": [{"uri": "test://readme", "name": "readme"}]}))),
+            "resources/list" => Ok(Some(
+                json!({"resources": [{"uri": "test://readme", "name": "readme"}]}),
+            )),
             "prompts/list" => Ok(Some(json!({"prompts": [{"name": "greet"}]}))),
             "tools/call" => {
-                let name = params.get("name").and_then(Value::as_str).unwrap_or("").to_owned();
+                let name = params
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned();
                 let args = params.get("arguments").cloned().unwrap_or(json!({}));
                 let token = meta.get("progressToken").cloned();
                 let (out2, id2, modern2) = (out.clone(), id.clone(), modern.is_some());
@@ -127,7 +170,9 @@ fn main() {
                             json!({"jsonrpc": "2.0", "id": id2, "result": r})
                         }
                         Ok(None) => return,
-                        Err((code, m)) => json!({"jsonrpc": "2.0", "id": id2, "error": {"code": code, "message": m}}),
+                        Err((code, m)) => {
+                            json!({"jsonrpc": "2.0", "id": id2, "error": {"code": code, "message": m}})
+                        }
                     };
                     send(&out2, &answer);
                 });
@@ -143,7 +188,9 @@ fn main() {
                 json!({"jsonrpc": "2.0", "id": id, "result": r})
             }
             Ok(None) => continue,
-            Err((code, m)) => json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": m}}),
+            Err((code, m)) => {
+                json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": m}})
+            }
         };
         send(&out, &answer);
     }

@@ -4,6 +4,7 @@ pub mod attempts;
 pub mod audit;
 pub mod executions;
 pub mod grants;
+pub mod mcp;
 pub mod ops;
 pub mod policies;
 pub mod requests;
