@@ -428,12 +428,10 @@ async fn respond(
 ) -> Response {
     let (tx, mut rx) = mpsc::channel::<Value>(64);
     if !session.modern() {
-        session.add_post_stream(tx.clone());
+        session.add_post_stream(&tx);
     }
-    let stream_tx = tx.clone();
+    // The handler holds the only strong sender: the stream ends when the request does.
     tokio::spawn(session::handle(gate, session, peer, request, tx));
-    // From here only the handler (and, for a session, server messages) send on the channel.
-    drop(stream_tx);
     let Some(first) = rx.recv().await else {
         return StatusCode::ACCEPTED.into_response();
     };

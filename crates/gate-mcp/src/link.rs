@@ -117,7 +117,9 @@ impl StdioLink {
                             buf.len()
                         ),
                     },
-                    Ok(false) => "the upstream server closed its stdout".to_owned(),
+                    Ok(false) => {
+                        "the upstream server closed its stdout (it exited or crashed)".to_owned()
+                    }
                     Err(LineError::TooLong) => {
                         format!("the upstream server sent a message over {max_bytes} bytes")
                     }

@@ -39,7 +39,8 @@ pub(crate) struct Session {
 #[derive(Debug, Default)]
 struct Streams {
     get: Option<mpsc::Sender<Value>>,
-    posts: Vec<mpsc::Sender<Value>>,
+    /// Weak, so that a POST's stream ends when its request does.
+    posts: Vec<mpsc::WeakSender<Value>>,
     backlog: VecDeque<Value>,
 }
 
@@ -110,10 +111,10 @@ impl Session {
     }
 
     /// Offers the streams of open POSTs to what the server sends on its own.
-    pub(crate) fn add_post_stream(&self, tx: mpsc::Sender<Value>) {
+    pub(crate) fn add_post_stream(&self, tx: &mpsc::Sender<Value>) {
         let mut streams = lock(&self.streams);
-        streams.posts.retain(|s| !s.is_closed());
-        streams.posts.push(tx);
+        streams.posts.retain(|s| s.strong_count() > 0);
+        streams.posts.push(tx.downgrade());
     }
 
     /// Delivers a message the server sent on its own: on the GET stream, else on an open POST
@@ -128,7 +129,12 @@ impl Session {
         {
             message = Some(e.into_inner());
         }
-        for post in streams.posts.iter().rev() {
+        for post in streams
+            .posts
+            .iter()
+            .rev()
+            .filter_map(mpsc::WeakSender::upgrade)
+        {
             let Some(m) = message.take() else { break };
             if let Err(e) = post.try_send(m) {
                 message = Some(e.into_inner());
