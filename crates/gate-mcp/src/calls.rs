@@ -43,8 +43,7 @@ fn attempt(ctx: &Ctx<'_>, tool: &Map<String, Value>, name: &str, arguments: Valu
     Attempt {
         principal: ctx.session.principal.reference(),
         on_behalf_of: None,
-        // A built-in action: it always parses.
-        action: Action::parse("mcp.call").unwrap_or_else(|_| unreachable!()),
+        action: Action::parse("mcp.call").expect("mcp.call is a built-in action"),
         resources: vec![resource],
         payload: json!({"name": name, "arguments": arguments}),
         justification: None,

@@ -230,17 +230,6 @@ fn modern_status(answer: &Value) -> StatusCode {
     }
 }
 
-fn unsupported_version(r: Refusal) -> Response {
-    // -32022 names what the gate speaks, so the client can pick.
-    let body = jsonrpc::error_with_data(
-        &r.id,
-        r.code,
-        &r.message,
-        json!({"supported": [protocol::V2026_07_28], "requested": Value::Null}),
-    );
-    json_response(StatusCode::BAD_REQUEST, &body)
-}
-
 async fn read_body(gate: &Gate, request: Request) -> Result<Bytes, Response> {
     let limit = gate.config.max_message_bytes;
     axum::body::to_bytes(request.into_body(), limit)
@@ -299,7 +288,7 @@ async fn post_mcp(
                 params,
                 cancel,
             };
-            respond(gate, session, peer, request, None).await
+            respond(gate, session, peer, request).await
         }
         (Some(session), Message::Notification { method, params }) => {
             match method.as_str() {
@@ -349,17 +338,16 @@ async fn post_mcp(
         {
             if let Err(r) = check_modern(&headers, &id, &method, params.as_ref()) {
                 if r.code == jsonrpc::UNSUPPORTED_PROTOCOL_VERSION {
-                    let mut resp = unsupported_version(r);
-                    if let Some(v) = protocol::request_version(params.as_ref()) {
-                        let body = jsonrpc::error_with_data(
-                            &id,
-                            jsonrpc::UNSUPPORTED_PROTOCOL_VERSION,
-                            "unsupported protocol version",
-                            json!({"supported": [protocol::V2026_07_28], "requested": v}),
-                        );
-                        resp = json_response(StatusCode::BAD_REQUEST, &body);
-                    }
-                    return resp;
+                    // -32022 names what the gate speaks without a session, so the client can
+                    // pick (or initialize instead).
+                    let requested = protocol::request_version(params.as_ref()).cloned();
+                    let body = jsonrpc::error_with_data(
+                        &r.id,
+                        r.code,
+                        &r.message,
+                        json!({"supported": [protocol::V2026_07_28], "requested": requested}),
+                    );
+                    return json_response(StatusCode::BAD_REQUEST, &body);
                 }
                 return refusal(StatusCode::BAD_REQUEST, &r);
             }
@@ -390,7 +378,7 @@ async fn post_mcp(
                 params,
                 cancel,
             };
-            respond(gate, session, peer, request, Some(())).await
+            respond(gate, session, peer, request).await
         }
         (None, Message::Notification { .. })
             if header_str(&headers, protocol::HEADER_PROTOCOL_VERSION)
@@ -424,10 +412,10 @@ async fn respond(
     session: Arc<Session>,
     peer: String,
     request: Incoming,
-    modern: Option<()>,
 ) -> Response {
+    let modern = session.modern();
     let (tx, mut rx) = mpsc::channel::<Value>(64);
-    if !session.modern() {
+    if !modern {
         session.add_post_stream(&tx);
     }
     // The handler holds the only strong sender: the stream ends when the request does.
@@ -436,7 +424,7 @@ async fn respond(
         return StatusCode::ACCEPTED.into_response();
     };
     if first.get("method").is_none() {
-        let status = if modern.is_some() {
+        let status = if modern {
             modern_status(&first)
         } else {
             StatusCode::OK

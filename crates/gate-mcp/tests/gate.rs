@@ -593,3 +593,87 @@ async fn a_legacy_only_upstream_serves_modern_clients_and_progress_is_relayed() 
     assert_eq!(answer.text(), "slept 50ms");
     assert_eq!(answer.response()["result"]["resultType"], "complete");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_requests_reach_the_client_and_its_answer_reaches_the_server() {
+    let h = harness(stdio()).await;
+    let mut c = Client::new(&h.mcp_url, AGENT);
+    c.initialize("2025-11-25").await;
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "ask", "arguments": {}}});
+    let mut resp = c
+        .request(serde_json::to_vec(&body).unwrap(), &[])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut text = String::new();
+    let mut answered = false;
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+        if !answered && text.contains("elicitation/create") {
+            let data = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+            let request: Value = serde_json::from_str(data).unwrap();
+            assert_eq!(request["params"]["message"], "Proceed?");
+            let answer = json!({"jsonrpc": "2.0", "id": request["id"], "result": {"action": "accept", "content": {"answer": "yes"}}});
+            assert_eq!(c.send(&answer, &[]).await.status, 202);
+            answered = true;
+        }
+    }
+    assert!(answered, "{text}");
+    assert!(text.contains("answer: yes"), "{text}");
+}
+
+async fn say(to: &mut tokio::io::DuplexStream, v: Value) {
+    use tokio::io::AsyncWriteExt;
+    to.write_all(format!("{v}\n").as_bytes()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stdio_bridge_relays_an_agent_to_the_gate() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let h = harness(stdio()).await;
+    let (mut agent_in, bridge_in) = tokio::io::duplex(64 * 1024);
+    let (bridge_out, agent_out) = tokio::io::duplex(64 * 1024);
+    let url = h.mcp_url.clone();
+    let bridge = tokio::spawn(async move {
+        countersign_gate_mcp::bridge::run(
+            &url,
+            AGENT.to_owned(),
+            1 << 20,
+            tokio::io::BufReader::new(bridge_in),
+            bridge_out,
+        )
+        .await
+    });
+    let mut lines = tokio::io::BufReader::new(agent_out).lines();
+    say(&mut agent_in, json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "desktop", "version": "1"}}})).await;
+    let init: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+    assert_eq!(init["result"]["protocolVersion"], "2025-06-18");
+    say(
+        &mut agent_in,
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    say(&mut agent_in, json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "over stdio"}}})).await;
+    let echo: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+    assert_eq!(echo["result"]["content"][0]["text"], "over stdio");
+    agent_in.write_all(b"{broken\n").await.unwrap();
+    let refused: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+    assert_eq!(refused["error"]["code"], -32700);
+    // A held call through the bridge.
+    say(&mut agent_in, json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "delete_file", "arguments": {"path": "/z"}}})).await;
+    let request = h.pending_request().await;
+    h.vote(&request, "approve", "ok").await;
+    let held: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+    assert_eq!(held["result"]["content"][0]["text"], "deleted /z");
+    // End of input ends the bridge and its session.
+    drop(agent_in);
+    bridge.await.unwrap().unwrap();
+    for _ in 0..100 {
+        if h.gate.session_count() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(h.gate.session_count(), 0);
+}

@@ -31,11 +31,15 @@ fn tools(delete_description: &str) -> Value {
         {"name": "hang", "description": "Never answers", "inputSchema": {"type": "object"}, "annotations": read_only},
         {"name": "crash", "description": "Exits mid-call", "inputSchema": {"type": "object"}, "annotations": read_only},
         {"name": "garbage", "description": "Prints garbage", "inputSchema": {"type": "object"}, "annotations": read_only},
-        {"name": "whoami", "description": "The server's process id", "inputSchema": {"type": "object"}, "annotations": read_only}
+        {"name": "whoami", "description": "The server's process id", "inputSchema": {"type": "object"}, "annotations": read_only},
+        {"name": "ask", "description": "Asks the user through elicitation", "inputSchema": {"type": "object"}, "annotations": read_only}
     ])
 }
 
 type Out = Arc<Mutex<std::io::Stdout>>;
+
+/// Requests this server sent the client, by id, and where their answers go.
+type Asked = Arc<Mutex<std::collections::HashMap<String, std::sync::mpsc::Sender<Value>>>>;
 
 fn send(out: &Out, message: &Value) {
     let mut out = out
@@ -51,11 +55,33 @@ fn text(t: String) -> Value {
 
 fn call(
     out: &Out,
+    asked: &Asked,
     name: &str,
     args: &Value,
     token: Option<Value>,
 ) -> Result<Option<Value>, (i64, String)> {
     Ok(Some(match name {
+        "ask" => {
+            // A request of the server to the client, answered through the gate.
+            let (tx, rx) = std::sync::mpsc::channel();
+            asked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert("srv-1".into(), tx);
+            send(
+                out,
+                &json!({"jsonrpc": "2.0", "id": "srv-1", "method": "elicitation/create",
+                "params": {"message": "Proceed?", "requestedSchema": {"type": "object",
+                "properties": {"answer": {"type": "string"}}}}}),
+            );
+            let answer = rx.recv().unwrap_or(Value::Null);
+            text(format!(
+                "answer: {}",
+                answer["result"]["content"]["answer"]
+                    .as_str()
+                    .unwrap_or("none")
+            ))
+        }
         "echo" => text(
             args.get("message")
                 .and_then(Value::as_str)
@@ -102,6 +128,7 @@ fn main() {
     let legacy_only = std::env::var_os("TEST_MCP_LEGACY_ONLY").is_some();
     let tools = tools(&description);
     let out: Out = Arc::new(Mutex::new(std::io::stdout()));
+    let asked: Asked = Arc::default();
     let capabilities = json!({"tools": {"listChanged": true}, "resources": {}, "prompts": {}});
     let info = json!({"name": "countersign-test-server", "version": "1.0.0"});
     for line in std::io::stdin().lock().lines() {
@@ -113,6 +140,15 @@ fn main() {
             msg.get("id").cloned(),
             msg.get("method").and_then(Value::as_str),
         ) else {
+            // An answer to one of our requests.
+            if let Some(id) = msg.get("id").and_then(Value::as_str)
+                && let Some(tx) = asked
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(id)
+            {
+                let _ = tx.send(msg.clone());
+            }
             continue;
         };
         let params = msg.get("params").cloned().unwrap_or(json!({}));
@@ -159,10 +195,11 @@ fn main() {
                     .to_owned();
                 let args = params.get("arguments").cloned().unwrap_or(json!({}));
                 let token = meta.get("progressToken").cloned();
-                let (out2, id2, modern2) = (out.clone(), id.clone(), modern.is_some());
+                let (out2, asked2, id2, modern2) =
+                    (out.clone(), asked.clone(), id.clone(), modern.is_some());
                 // Calls run on their own thread, so a slow or hanging one does not stop others.
                 std::thread::spawn(move || {
-                    let answer = match call(&out2, &name, &args, token) {
+                    let answer = match call(&out2, &asked2, &name, &args, token) {
                         Ok(Some(mut r)) => {
                             if modern2 {
                                 r["resultType"] = json!("complete");
