@@ -54,9 +54,13 @@ fn refusal(status: StatusCode, r: &Refusal) -> Response {
     json_response(status, &r.to_message())
 }
 
+fn boxed_refusal(status: StatusCode, r: &Refusal) -> Box<Response> {
+    Box::new(refusal(status, r))
+}
+
 /// The principal behind the request's bearer token, or the 401 that tells the client where
 /// the metadata is.
-fn authenticated(gate: &Gate, headers: &HeaderMap) -> Result<Principal, Response> {
+fn authenticated(gate: &Gate, headers: &HeaderMap) -> Result<Principal, Box<Response>> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -86,7 +90,7 @@ fn authenticated(gate: &Gate, headers: &HeaderMap) -> Result<Principal, Response
             if let Ok(v) = HeaderValue::from_str(&challenge) {
                 resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
             }
-            Err(resp)
+            Err(Box::new(resp))
         }
     }
 }
@@ -99,12 +103,12 @@ fn session_of(
     gate: &Gate,
     headers: &HeaderMap,
     principal: &Principal,
-) -> Result<Option<Arc<Session>>, Response> {
+) -> Result<Option<Arc<Session>>, Box<Response>> {
     let Some(id) = header_str(headers, protocol::HEADER_SESSION_ID) else {
         return Ok(None);
     };
     let not_found = || {
-        refusal(
+        boxed_refusal(
             StatusCode::NOT_FOUND,
             &Refusal::new(
                 jsonrpc::INVALID_REQUEST,
@@ -120,7 +124,7 @@ fn session_of(
     }
     if let Some(why) = session.upstream.closed_reason() {
         gate.sessions.remove(id, &why);
-        return Err(refusal(
+        return Err(boxed_refusal(
             StatusCode::NOT_FOUND,
             &Refusal::new(
                 jsonrpc::INVALID_REQUEST,
@@ -132,7 +136,7 @@ fn session_of(
     if let Some(v) = header_str(headers, protocol::HEADER_PROTOCOL_VERSION)
         && v != session.version
     {
-        return Err(refusal(
+        return Err(boxed_refusal(
             StatusCode::BAD_REQUEST,
             &Refusal::new(
                 jsonrpc::INVALID_REQUEST,
@@ -230,12 +234,12 @@ fn modern_status(answer: &Value) -> StatusCode {
     }
 }
 
-async fn read_body(gate: &Gate, request: Request) -> Result<Bytes, Response> {
+async fn read_body(gate: &Gate, request: Request) -> Result<Bytes, Box<Response>> {
     let limit = gate.config.max_message_bytes;
     axum::body::to_bytes(request.into_body(), limit)
         .await
         .map_err(|_| {
-            refusal(
+            boxed_refusal(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &Refusal::new(
                     jsonrpc::INVALID_REQUEST,
@@ -254,11 +258,11 @@ async fn post_mcp(
     let headers = request.headers().clone();
     let principal = match authenticated(&gate, &headers) {
         Ok(p) => p,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let body = match read_body(&gate, request).await {
         Ok(b) => b,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let message = match jsonrpc::parse(&body) {
         Ok(m) => m,
@@ -266,7 +270,7 @@ async fn post_mcp(
     };
     let session = match session_of(&gate, &headers, &principal) {
         Ok(s) => s,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let peer = peer.to_string();
     match (session, message) {
@@ -471,12 +475,12 @@ fn sse(first: Value, rx: mpsc::Receiver<Value>) -> Response {
 async fn get_mcp(State(gate): State<Arc<Gate>>, headers: HeaderMap) -> Response {
     let principal = match authenticated(&gate, &headers) {
         Ok(p) => p,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let session = match session_of(&gate, &headers, &principal) {
         Ok(Some(s)) => s,
         Ok(None) => return StatusCode::METHOD_NOT_ALLOWED.into_response(),
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let Some(rx) = session.open_get_stream() else {
         return refusal(
@@ -507,7 +511,7 @@ async fn get_mcp(State(gate): State<Arc<Gate>>, headers: HeaderMap) -> Response 
 async fn delete_mcp(State(gate): State<Arc<Gate>>, headers: HeaderMap) -> Response {
     let principal = match authenticated(&gate, &headers) {
         Ok(p) => p,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     match session_of(&gate, &headers, &principal) {
         Ok(Some(s)) => {
@@ -515,6 +519,6 @@ async fn delete_mcp(State(gate): State<Arc<Gate>>, headers: HeaderMap) -> Respon
             StatusCode::NO_CONTENT.into_response()
         }
         Ok(None) => StatusCode::METHOD_NOT_ALLOWED.into_response(),
-        Err(resp) => resp,
+        Err(resp) => *resp,
     }
 }

@@ -348,10 +348,7 @@ impl SseParser {
     pub(crate) fn push(&mut self, chunk: &[u8]) -> Result<Vec<String>, String> {
         self.buf.extend_from_slice(chunk);
         let mut out = Vec::new();
-        loop {
-            let Some((end, sep)) = find_event_end(&self.buf) else {
-                break;
-            };
+        while let Some((end, sep)) = find_event_end(&self.buf) {
             let event: Vec<u8> = self.buf.drain(..end + sep).collect();
             let text = String::from_utf8_lossy(&event[..end]).into_owned();
             let mut data = Vec::new();

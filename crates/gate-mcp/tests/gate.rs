@@ -494,11 +494,7 @@ async fn bad_input_gets_precise_json_rpc_errors() {
 fn alive(pid: u32) -> bool {
     // A zombie still has a /proc entry; its state says so.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.split_whitespace()
-                .nth(2)
-                .is_some_and(|state| state == "Z")
-        })
+        .map(|s| s.split_whitespace().nth(2).is_none_or(|state| state != "Z"))
         .unwrap_or(false)
 }
 
