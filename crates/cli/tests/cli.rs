@@ -621,3 +621,80 @@ fn token_commands_print_what_the_configuration_stores() {
     assert_ne!(out.code, Some(0));
     assert!(out.stderr.contains("kind must be"), "{}", out.describe());
 }
+
+/// `serve` starts every `[[gates.mcp]]`: the gate answers on its own listener, asks for a
+/// token the way the MCP authorization specification says, and the `mcp` commands reach the
+/// API's tool pins.
+#[test]
+fn serve_starts_mcp_gates_and_the_mcp_commands_reach_the_api() {
+    let dir = temp_dir();
+    let mcp_port = free_port();
+    let sections = format!(
+        "[[gates.mcp]]\nname = \"tools\"\nlisten = \"127.0.0.1:{mcp_port}\"\ncommand = [\"cat\"]\n"
+    );
+    let gateway = Gateway::configured(
+        dir.path(),
+        &Config {
+            tokens: &TOKENS,
+            alice_groups: &["reviewers", "admins"],
+            sections,
+        },
+    );
+    let (status, body) = poll("the MCP gate's metadata", STEP, || {
+        try_http(
+            mcp_port,
+            "GET",
+            "/.well-known/oauth-protected-resource",
+            None,
+            None,
+        )
+    });
+    assert_eq!(status, 200, "{body}");
+    let doc: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["resource"], format!("http://127.0.0.1:{mcp_port}/mcp"));
+    let init = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}});
+    let (status, _) = try_http(mcp_port, "POST", "/mcp", None, Some(&init)).unwrap();
+    assert_eq!(status, 401);
+
+    let config = dir.path().join("countersign.toml");
+    let config = config.to_str().unwrap();
+    let refused = cli(
+        dir.path(),
+        Some(BOB_TOKEN),
+        &["mcp", "accept", "tools", "rm", "--config", config],
+    );
+    assert_ne!(refused.code, Some(0));
+    assert!(
+        refused.stderr.contains("administrators"),
+        "{}",
+        refused.describe()
+    );
+    let unknown = cli(
+        dir.path(),
+        Some(TOKENS.alice),
+        &["mcp", "accept", "tools", "rm", "--config", config],
+    );
+    assert_ne!(unknown.code, Some(0));
+    assert!(
+        unknown.stderr.contains("never seen a tool named `rm`"),
+        "{}",
+        unknown.describe()
+    );
+    cli_ok(
+        dir.path(),
+        Some(TOKENS.alice),
+        &["mcp", "tools", "--config", config],
+    );
+    let no_gate = cli(
+        dir.path(),
+        Some(AGENT_TOKEN),
+        &["mcp-stdio", "--gate", "nope", "--config", config],
+    );
+    assert_ne!(no_gate.code, Some(0));
+    assert!(
+        no_gate.stderr.contains("no [[gates.mcp]] named `nope`"),
+        "{}",
+        no_gate.describe()
+    );
+    drop(gateway);
+}

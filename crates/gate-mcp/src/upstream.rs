@@ -135,7 +135,11 @@ impl Drop for Call {
             // server, so it stops working on it.
             let upstream = self.upstream.clone();
             let id = self.id;
-            tokio::spawn(async move {
+            // Dropped outside a runtime (at shutdown) there is nobody left to tell.
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            runtime.spawn(async move {
                 let _ = upstream
                     .notify(
                         "notifications/cancelled",
@@ -477,7 +481,9 @@ impl Upstream {
                     task.abort();
                 }
                 let link = link.clone();
-                tokio::spawn(async move { link.close().await });
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move { link.close().await });
+                }
             }
         }
     }
