@@ -27,7 +27,6 @@ impl Client {
         let token = token
             .filter(|t| !t.trim().is_empty())
             .context("no token: pass --token or set COUNTERSIGN_TOKEN")?;
-        countersign_notify::install_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .build()?;

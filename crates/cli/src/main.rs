@@ -262,6 +262,8 @@ impl Connection {
 }
 
 fn main() -> ExitCode {
+    // Before any HTTPS client exists: the build's one TLS provider (see countersign-notify).
+    countersign_notify::install_crypto_provider();
     let cli = Cli::parse();
     init_tracing(matches!(cli.command, Command::Serve { .. }));
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -20,8 +20,8 @@ use countersign_audit::note::SigningKey;
 use countersign_audit::{AuditEvent, EventKind};
 use countersign_core::{
     ApprovalRequest, Attempt, ChannelMessage, DeliveryAttempt, Grant, GrantShape, GrantStatus,
-    KnownTool, NoticeKind, PayloadDigest, PinnedDefinition, Principal, PrincipalRef,
-    RequestNotice, RequestStatus, Timestamp, ToolStanding, Verdict, Vote, VoteError, VoteOutcome,
+    KnownTool, NoticeKind, PayloadDigest, PinnedDefinition, Principal, PrincipalRef, RequestNotice,
+    RequestStatus, Timestamp, ToolStanding, Verdict, Vote, VoteError, VoteOutcome,
 };
 use countersign_store::{Store, StoreTx};
 use tokio::sync::{mpsc, oneshot};

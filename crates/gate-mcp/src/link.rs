@@ -174,6 +174,10 @@ fn status_error(status: reqwest::StatusCode) -> String {
 
 impl HttpLink {
     pub fn new(url: &str, bearer: Option<String>, max_bytes: usize) -> Result<HttpLink, String> {
+        // Where the build gives reqwest rustls without a provider of its own (the reviewer
+        // channels speak HTTPS), a client is built only once one is installed; ring is the one
+        // provider of the build. Already installed is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .pool_idle_timeout(std::time::Duration::from_secs(90))
             .build()

@@ -4,8 +4,8 @@ use crate::{PolicyVersionRecord, Result, StoreError};
 use countersign_audit::AuditRecord;
 use countersign_audit::merkle::NodeId;
 use countersign_core::{
-    ApprovalRequest, ChannelMessage, DeliveryAttempt, Grant, GrantStatus, KnownTool,
-    PayloadDigest, PrincipalRef, RequestStatus, Timestamp, Vote,
+    ApprovalRequest, ChannelMessage, DeliveryAttempt, Grant, GrantStatus, KnownTool, PayloadDigest,
+    PrincipalRef, RequestStatus, Timestamp, Vote,
 };
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};

@@ -5,8 +5,8 @@ use crate::{Result, now_millis};
 use countersign_audit::AuditRecord;
 use countersign_audit::merkle::{Hash, NodeId};
 use countersign_core::{
-    ApprovalRequest, ChannelMessage, DeliveryAttempt, Grant, GrantStatus, KnownTool,
-    PayloadDigest, PrincipalRef, RequestStatus, Timestamp, Vote,
+    ApprovalRequest, ChannelMessage, DeliveryAttempt, Grant, GrantStatus, KnownTool, PayloadDigest,
+    PrincipalRef, RequestStatus, Timestamp, Vote,
 };
 use sqlx::{Any, Transaction};
 use std::collections::BTreeSet;

@@ -88,6 +88,7 @@ pub async fn harness(section_json: Value) -> Harness {
             admin_groups: ["admins".to_string()].into(),
             max_body_bytes: 64 * 1024,
             policy_source: source,
+            slack: Vec::new(),
         },
     );
     tokio::spawn(countersign_server::serve(
@@ -108,7 +109,7 @@ pub async fn harness(section_json: Value) -> Harness {
         gate,
         mcp_url: format!("http://{addr}/mcp"),
         api_url,
-        http: reqwest::Client::new(),
+        http: http(),
         _db: db,
     }
 }
@@ -175,7 +176,7 @@ pub struct Client {
 impl Client {
     pub fn new(url: &str, token: &str) -> Client {
         Client {
-            http: reqwest::Client::new(),
+            http: http(),
             url: url.to_owned(),
             token: Some(token.to_owned()),
             session: None,
@@ -360,4 +361,11 @@ impl Harness {
             .filter(|e| e["kind"] == kind)
             .collect()
     }
+}
+
+/// An HTTP client for the gate and the API. Built with rustls when the reviewer channels are in
+/// the build, so the one crypto provider is installed first.
+fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }
