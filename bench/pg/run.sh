@@ -71,7 +71,7 @@ fi
 pids+=($!)
 
 # countersign with one gate in front of the same database; the example policies let agents read.
-token=$("$bin" token new --kind agent --id bench-agent --groups agents 2>/dev/null | head -1)
+token=$("$bin" token new --kind agent --id bench-agent --groups agents 2>/dev/null | sed -n 1p)
 hashes=$(printf '%s\n' "$token" | "$bin" token hash)
 cat >"$work/countersign.toml" <<TOML
 [server]
