@@ -89,6 +89,10 @@ pub struct Classification {
     pub note: Option<String>,
     /// How many statements the text holds (0 for an empty or comment-only text).
     pub statements: usize,
+    /// Every statement only returns rows: a query (`SELECT`, `VALUES`, `TABLE`, `WITH`), `SHOW`
+    /// or `EXPLAIN` without `ANALYZE`. Other reads (transaction control, `SET`, cursors,
+    /// `PREPARE`, `LISTEN`) change session state.
+    pub rows_only: bool,
 }
 
 impl Classification {
@@ -99,6 +103,7 @@ impl Classification {
             tables: Vec::new(),
             note: Some(note),
             statements,
+            rows_only: false,
         }
     }
 }
@@ -132,6 +137,7 @@ pub fn classify(sql: &str) -> Classification {
             tables: Vec::new(),
             note: None,
             statements: 0,
+            rows_only: true,
         };
     }
     if pg_tokens
@@ -173,6 +179,8 @@ pub fn classify(sql: &str) -> Classification {
         tables: scan.tables.into_iter().collect(),
         note: scan.note,
         statements,
+        // A statement the parser could not read never reached `own_kind`.
+        rows_only: scan.rows_only && scan.kind == Read,
     }
 }
 
@@ -446,6 +454,8 @@ struct Scan {
     plan_only: usize,
     /// The next relation the visitor reports is the name of a function called in FROM.
     next_relation_is_function: bool,
+    /// No statement seen so far does more than return rows (see `Classification::rows_only`).
+    rows_only: bool,
 }
 
 /// The CTE names one WITH clause defines and which of them are visible at the moment.
@@ -473,6 +483,7 @@ impl Scan {
             query_depth: 0,
             plan_only: 0,
             next_relation_is_function: false,
+            rows_only: true,
         }
     }
 
@@ -557,6 +568,14 @@ impl Scan {
     /// The kind of one statement node by itself; what it contains is visited separately.
     fn own_kind(&mut self, statement: &Statement) {
         use StatementKind::*;
+        let rows_only = match statement {
+            Statement::Query(_)
+            | Statement::ShowVariable { .. }
+            | Statement::ShowVariables { .. } => true,
+            Statement::Explain { .. } => is_plan_only(statement),
+            _ => false,
+        };
+        self.rows_only &= rows_only;
         match statement {
             Statement::Query(_)
             | Statement::Close { .. }
@@ -2235,6 +2254,44 @@ fn relation_name<'t>(tokens: &'t [&'t Token], skip: &[&str]) -> Option<(String, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_row_returning_reads_are_rows_only() {
+        for sql in [
+            "SELECT 1",
+            "VALUES (1), (2)",
+            "TABLE t",
+            "WITH x AS (SELECT 1) SELECT * FROM x",
+            "SHOW search_path",
+            "EXPLAIN SELECT * FROM t",
+            "SELECT 1; SELECT 2",
+            "",
+        ] {
+            let c = classify(sql);
+            assert_eq!((c.kind, c.rows_only), (StatementKind::Read, true), "{sql}");
+        }
+        for sql in [
+            "BEGIN",
+            "COMMIT",
+            "ROLLBACK",
+            "SAVEPOINT s",
+            "SET search_path = x",
+            "RESET ALL",
+            "DECLARE c CURSOR FOR SELECT 1",
+            "FETCH 1 FROM c",
+            "CLOSE c",
+            "PREPARE p AS SELECT 1",
+            "DEALLOCATE p",
+            "DISCARD ALL",
+            "LISTEN chan",
+            "SELECT 1; COMMIT",
+            "EXPLAIN ANALYZE SELECT 1",
+            "INSERT INTO t VALUES (1)",
+            "SELEC 1",
+        ] {
+            assert!(!classify(sql).rows_only, "{sql}");
+        }
+    }
 
     #[test]
     fn read_only_list_is_sorted_for_binary_search() {

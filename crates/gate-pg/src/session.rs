@@ -1130,9 +1130,10 @@ impl Reader {
         let attempt = self.attempt(class, payload);
         // A simple query answers once per statement of its text (an empty text once).
         let answers = class.statements.max(1) as u64;
-        // A read's only effect is the rows it returns, which the forwarder withholds until
-        // the decision is durable: it may run while the decision is being written.
-        let ahead = (class.kind == StatementKind::Read).then_some(&*self.shared);
+        // A query's only effect is the rows it returns, which the forwarder withholds until
+        // the decision is durable: it may run while the decision is being written. Reads that
+        // change session state (COMMIT, SET, cursors) wait for the record like writes.
+        let ahead = (class.kind == StatementKind::Read && class.rows_only).then_some(&*self.shared);
         match check(&self.gate, &self.principal, attempt, answers, ahead).await {
             Checked::Decided(d) => Ok(d),
             Checked::Pending {
@@ -1325,6 +1326,7 @@ async fn classify(gate: Arc<Gate>, text: &str) -> Arc<crate::classify::Classific
             tables: Vec::new(),
             note: Some("classification failed".to_owned()),
             statements: 1,
+            rows_only: false,
         }),
     }
 }
