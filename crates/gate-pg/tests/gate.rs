@@ -107,6 +107,28 @@ fn main() {
 }
 
 impl Ctx {
+    /// Checks that the gate every test shares still serves: what one test broke stayed there.
+    async fn shared_gate_still_serves(&self) {
+        self.gw
+            .connect()
+            .await
+            .unwrap()
+            .batch_execute("SELECT 1")
+            .await
+            .unwrap();
+    }
+
+    /// A gateway of its own in front of the cluster, without TLS, for a test that breaks it.
+    async fn own_gateway(&self, max_connections: Option<usize>) -> Gateway {
+        Gateway::start(GateOptions {
+            upstream_port: self.cluster.port,
+            upstream_tls_root: None,
+            client_tls: None,
+            max_connections,
+        })
+        .await
+    }
+
     /// Runs `sql` on the upstream directly, as its owner: setting up what a test needs.
     async fn setup(&self, sql: &str) {
         self.cluster
@@ -635,24 +657,13 @@ async fn upstream_down_is_a_clear_fatal_error(c: &Ctx) {
         .unwrap_or_else(|| e.to_string());
     assert!(msg.contains("cannot reach the upstream server"), "{msg}");
     // The gate in front of the live cluster is untouched.
-    c.gw.connect()
-        .await
-        .unwrap()
-        .batch_execute("SELECT 1")
-        .await
-        .unwrap();
+    c.shared_gate_still_serves().await;
 }
 
 /// Reads run while their decision is being written, but their rows wait for it: a decision
 /// that cannot be recorded ends the session before any row reaches the client.
 async fn reads_whose_decision_cannot_be_recorded_return_nothing(c: &Ctx) {
-    let gw = Gateway::start(GateOptions {
-        upstream_port: c.cluster.port,
-        upstream_tls_root: None,
-        client_tls: None,
-        max_connections: None,
-    })
-    .await;
+    let gw = c.own_gateway(None).await;
     let db = gw.connect().await.unwrap();
     let row = db.query_one("SELECT 41 + $1::int", &[&1i32]).await.unwrap();
     assert_eq!(row.get::<_, i32>(0), 42);
@@ -675,22 +686,11 @@ async fn reads_whose_decision_cannot_be_recorded_return_nothing(c: &Ctx) {
         assert!(fresh.is_closed() || fresh.simple_query("SELECT 1").await.is_err());
     }
     // The gate in front of a working store is untouched.
-    c.gw.connect()
-        .await
-        .unwrap()
-        .batch_execute("SELECT 1")
-        .await
-        .unwrap();
+    c.shared_gate_still_serves().await;
 }
 
 async fn sessions_beyond_the_cap_are_refused_with_53300(c: &Ctx) {
-    let gw = Gateway::start(GateOptions {
-        upstream_port: c.cluster.port,
-        upstream_tls_root: None,
-        client_tls: None,
-        max_connections: Some(2),
-    })
-    .await;
+    let gw = c.own_gateway(Some(2)).await;
     let first = gw.connect().await.unwrap();
     let second = gw.connect().await.unwrap();
     let Err(e) = gw.connect().await else {
