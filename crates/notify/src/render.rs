@@ -6,6 +6,8 @@ use serde_json::Value;
 
 /// The exact payload as a reviewer should read it: SQL as written, a command line quoted as a
 /// shell would need it, a tool call as its name and JSON arguments, anything else as JSON.
+/// An object's fields the SQL or tool-call reading does not cover are listed after it, so no
+/// field of what is approved stays out of sight.
 pub fn payload_text(payload: &Value) -> String {
     match payload {
         Value::String(s) => s.clone(),
@@ -16,20 +18,35 @@ pub fn payload_text(payload: &Value) -> String {
             .collect::<Vec<_>>()
             .join(" "),
         Value::Object(map) => {
-            if let Some(sql) = map.get("sql").and_then(Value::as_str) {
-                match map.get("params") {
-                    Some(p) => format!("{sql}\n-- parameters: {p}"),
-                    None => sql.to_owned(),
-                }
-            } else if let (Some(tool), Some(args)) = (
-                map.get("tool")
-                    .or_else(|| map.get("name"))
-                    .and_then(Value::as_str),
-                map.get("arguments"),
-            ) {
-                format!("{tool}({})", pretty(args))
+            let tool_key = if map.contains_key("tool") {
+                "tool"
             } else {
-                pretty(payload)
+                "name"
+            };
+            let (head, shown): (String, [&str; 2]) =
+                if let Some(sql) = map.get("sql").and_then(Value::as_str) {
+                    let head = match map.get("params") {
+                        Some(p) => format!("{sql}\n-- parameters: {p}"),
+                        None => sql.to_owned(),
+                    };
+                    (head, ["sql", "params"])
+                } else if let (Some(tool), Some(args)) = (
+                    map.get(tool_key).and_then(Value::as_str),
+                    map.get("arguments"),
+                ) {
+                    (format!("{tool}({})", pretty(args)), [tool_key, "arguments"])
+                } else {
+                    return pretty(payload);
+                };
+            let rest: serde_json::Map<String, Value> = map
+                .iter()
+                .filter(|(k, _)| !shown.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if rest.is_empty() {
+                head
+            } else {
+                format!("{head}\n-- other fields: {}", pretty(&Value::Object(rest)))
             }
         }
         other => pretty(other),
@@ -164,6 +181,20 @@ mod tests {
             payload_text(&json!({"tool": "delete_user", "arguments": {"id": 7}})),
             "delete_user({\n  \"id\": 7\n})"
         );
+    }
+
+    #[test]
+    fn fields_beside_sql_or_a_tool_call_are_shown_too() {
+        let text = payload_text(&json!({"sql": "SELECT 1", "command": "rm -rf /srv/data"}));
+        assert!(text.starts_with("SELECT 1\n-- other fields: "), "{text}");
+        assert!(text.contains("\"command\": \"rm -rf /srv/data\""), "{text}");
+        let text = payload_text(
+            &json!({"tool": "read", "name": "drop_db", "arguments": {}, "then": "wipe"}),
+        );
+        assert!(text.starts_with("read({})\n-- other fields: "), "{text}");
+        for field in ["\"name\": \"drop_db\"", "\"then\": \"wipe\""] {
+            assert!(text.contains(field), "{field} missing from {text}");
+        }
     }
 
     #[test]

