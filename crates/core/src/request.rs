@@ -11,9 +11,10 @@
 //! - nothing is accepted after settlement or after the deadline;
 //! - a deny carries a reason where policy demands one (`@require_reason("deny")`);
 //! - break-glass, the one exception to self-approval: where every matching rule allows it
-//!   (`@break_glass("true")`), the requesting *person* may approve their own request alone,
-//!   with a written reason of at least [`BREAK_GLASS_MIN_REASON`] characters. The vote is
-//!   flagged, so the request can be reviewed after the fact;
+//!   (`@break_glass("true")`), the user who made the request may approve it alone, with a
+//!   written reason of at least [`BREAK_GLASS_MIN_REASON`] characters. The vote is flagged, so
+//!   the request can be reviewed after the fact. The user an agent says it acts for may not:
+//!   the agent chose that name;
 //! - escalation: once an `@escalate` deadline passes on a pending request, its groups may vote
 //!   too, and count towards the quorum of the policy that escalated.
 
@@ -337,10 +338,11 @@ impl ApprovalRequest {
         Ok(())
     }
 
-    /// The requester's own approval under break-glass: only a person who is the requester (or
-    /// the user an agent acts for), only an approve, only where every rule allows it, and only
-    /// with a reason of at least [`BREAK_GLASS_MIN_REASON`] characters. It settles the request
-    /// as approved at once.
+    /// The requester's own approval under break-glass: only the user who made the request
+    /// (never an agent, nor the user an agent names as `on_behalf_of`: the agent made that
+    /// claim, so honouring it would let an agent pick who approves alone), only an approve,
+    /// only where every rule allows it, and only with a reason of at least
+    /// [`BREAK_GLASS_MIN_REASON`] characters. It settles the request as approved at once.
     fn break_glass(
         &mut self,
         voter: &Principal,
@@ -355,6 +357,12 @@ impl ApprovalRequest {
         }
         if voter.kind != PrincipalKind::User {
             return refuse("only a person may break glass, never an agent");
+        }
+        let principal = &self.attempt.principal;
+        if principal.kind != PrincipalKind::User || !same_person(&voter.id, &principal.id) {
+            return refuse(
+                "only the user who made the request may break glass, not the user an agent acts for",
+            );
         }
         if vote.decision != Decision::Approve {
             return refuse("break-glass approves; to withdraw a request, cancel it");
@@ -476,6 +484,14 @@ mod tests {
         }
     }
 
+    /// A request the user alice made herself, not through an agent.
+    fn alices_own(rules: Vec<ApprovalRule>) -> ApprovalRequest {
+        let mut r = request(rules);
+        r.attempt.principal = PrincipalRef::user("alice");
+        r.attempt.on_behalf_of = None;
+        r
+    }
+
     fn user(id: &str, groups: &[&str]) -> Principal {
         Principal::new(PrincipalKind::User, id, groups.iter().copied())
     }
@@ -529,14 +545,45 @@ mod tests {
 
     #[test]
     fn break_glass_lets_the_requesting_person_approve_alone() {
-        let mut r = request(vec![glass_rule(&["owners"], 2)]);
-        let alice = user("alice", &[]);
+        let mut r = alices_own(vec![glass_rule(&["owners"], 2)]);
+        // Ids compare without case or surrounding space, as for self-approval.
+        let alice = user(" Alice", &[]);
         assert_eq!(
             break_glass_as(&mut r, &alice, GOOD_REASON),
             Ok(VoteOutcome::Settled(RequestStatus::Approved))
         );
         assert!(r.broke_glass());
         assert_eq!(r.votes.len(), 1);
+    }
+
+    #[test]
+    fn the_user_an_agent_names_cannot_break_glass_nor_approve() {
+        // The agent `etl` says it acts for alice: alice may neither break glass on it nor
+        // approve it as a reviewer, even in an eligible group.
+        let mut r = request(vec![glass_rule(&["owners"], 1)]);
+        let alice = user("alice", &["owners"]);
+        assert!(matches!(
+            break_glass_as(&mut r, &alice, GOOD_REASON),
+            Err(VoteError::BreakGlass(ref m)) if m.contains("agent acts for")
+        ));
+        assert_eq!(
+            vote_as(&mut r, &alice, Decision::Approve, 5),
+            Err(VoteError::SelfApproval)
+        );
+        // Nor when a user asked on someone else's behalf.
+        let mut r = alices_own(vec![glass_rule(&["owners"], 1)]);
+        r.attempt.on_behalf_of = Some("bob".into());
+        let bob = user("BOB", &["owners"]);
+        assert!(matches!(
+            break_glass_as(&mut r, &bob, GOOD_REASON),
+            Err(VoteError::BreakGlass(_))
+        ));
+        assert_eq!(
+            vote_as(&mut r, &bob, Decision::Approve, 5),
+            Err(VoteError::SelfApproval)
+        );
+        assert_eq!(r.status, RequestStatus::Pending);
+        assert!(r.votes.is_empty());
     }
 
     #[test]
@@ -547,7 +594,7 @@ mod tests {
             assert!(r.votes.is_empty());
         };
         // A short reason, counted in characters without the surrounding space.
-        let mut r = request(vec![glass_rule(&["owners"], 1)]);
+        let mut r = alices_own(vec![glass_rule(&["owners"], 1)]);
         for short in [
             "",
             "because",
@@ -562,7 +609,7 @@ mod tests {
         }
         refused(&r);
         // A policy without the annotation.
-        let mut r = request(vec![rule(&["owners"], 1)]);
+        let mut r = alices_own(vec![rule(&["owners"], 1)]);
         assert!(matches!(
             break_glass_as(&mut r, &alice, GOOD_REASON),
             Err(VoteError::BreakGlass(_))
@@ -577,14 +624,14 @@ mod tests {
         ));
         refused(&r);
         // Another rule's quorum still stands.
-        let mut r = request(vec![glass_rule(&["owners"], 1), rule(&["security"], 1)]);
+        let mut r = alices_own(vec![glass_rule(&["owners"], 1), rule(&["security"], 1)]);
         assert!(matches!(
             break_glass_as(&mut r, &alice, GOOD_REASON),
             Err(VoteError::BreakGlass(_))
         ));
         refused(&r);
         // A reviewer who is not the requester cannot use it to skip the quorum.
-        let mut r = request(vec![glass_rule(&["owners"], 2)]);
+        let mut r = alices_own(vec![glass_rule(&["owners"], 2)]);
         let bob = user("bob", &["owners"]);
         assert!(matches!(
             break_glass_as(&mut r, &bob, GOOD_REASON),
@@ -597,7 +644,7 @@ mod tests {
         ));
         refused(&r);
         // Only an approve, only while pending, and a plain self-vote stays refused.
-        let mut r = request(vec![glass_rule(&["owners"], 1)]);
+        let mut r = alices_own(vec![glass_rule(&["owners"], 1)]);
         assert!(matches!(
             vote_with(&mut r, &alice, Decision::Deny, Some(GOOD_REASON), true, 5),
             Err(VoteError::BreakGlass(_))

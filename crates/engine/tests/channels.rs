@@ -92,8 +92,19 @@ fn attempt(action: &str, resource: Resource, payload: &str) -> Attempt {
     }
 }
 
+/// `attempt` as alice makes it herself, not through an agent.
+fn alices_own(mut attempt: Attempt) -> Attempt {
+    attempt.principal = user("alice", &[]).reference();
+    attempt.on_behalf_of = None;
+    attempt
+}
+
 async fn hold(engine: &Engine, attempt: Attempt) -> String {
-    match engine.check(&agent(), attempt, "api").await {
+    hold_as(engine, &agent(), attempt).await
+}
+
+async fn hold_as(engine: &Engine, who: &Principal, attempt: Attempt) -> String {
+    match engine.check(who, attempt, "api").await {
         CheckOutcome::Pending { request, .. } => request.id,
         other => panic!("expected pending, got {other:?}"),
     }
@@ -204,9 +215,14 @@ async fn break_glass_is_flagged_listed_and_hard_to_abuse(backend: Backend) {
     let service = || Resource::new("Service", "api");
 
     // A policy without the annotation: refused, logged, nothing settles.
-    let plain = hold(
+    let plain = hold_as(
         &engine,
-        attempt("db.export", Resource::new("Database", "prod"), "COPY t"),
+        &alice,
+        alices_own(attempt(
+            "db.export",
+            Resource::new("Database", "prod"),
+            "COPY t",
+        )),
     )
     .await;
     let refusal = engine
@@ -217,24 +233,37 @@ async fn break_glass_is_flagged_listed_and_hard_to_abuse(backend: Backend) {
         Err(EngineError::Vote(VoteError::BreakGlass(_)))
     ));
     // Another rule's quorum: two policies match, one without break-glass.
-    let both = hold(
+    let both = hold_as(
         &engine,
-        attempt("deploy", Resource::new("Service", "both"), "v2"),
+        &alice,
+        alices_own(attempt("deploy", Resource::new("Service", "both"), "v2")),
     )
     .await;
     assert!(matches!(
         engine.break_glass(&alice, &both, REASON.into(), "api").await,
         Err(EngineError::Vote(VoteError::BreakGlass(m))) if m.contains("no-glass")
     ));
-    let id = hold(&engine, attempt("deploy", service(), "v1")).await;
+    // The user an agent names as `on_behalf_of`: the agent made that up, so alice may not
+    // approve alone what the agent asked in her name.
+    let named = hold(&engine, attempt("deploy", service(), "v1")).await;
+    assert!(matches!(
+        engine.break_glass(&alice, &named, REASON.into(), "api").await,
+        Err(EngineError::Vote(VoteError::BreakGlass(m))) if m.contains("agent acts for")
+    ));
+    let id = hold_as(
+        &engine,
+        &alice,
+        alices_own(attempt("deploy", service(), "v1")),
+    )
+    .await;
     // A short reason; the agent approving for itself; a reviewer skipping the quorum.
-    for (who, reason) in [
-        (&alice, "too short"),
-        (&agent(), REASON),
-        (&user("bob", &["owners"]), REASON),
+    for (who, request, reason) in [
+        (&alice, &id, "too short"),
+        (&agent(), &named, REASON),
+        (&user("bob", &["owners"]), &id, REASON),
     ] {
         assert!(matches!(
-            engine.break_glass(who, &id, reason.into(), "api").await,
+            engine.break_glass(who, request, reason.into(), "api").await,
             Err(EngineError::Vote(VoteError::BreakGlass(_)))
         ));
     }
@@ -245,7 +274,7 @@ async fn break_glass_is_flagged_listed_and_hard_to_abuse(backend: Backend) {
             .await,
         Err(EngineError::Vote(VoteError::SelfApproval))
     ));
-    for r in [&plain, &both, &id] {
+    for r in [&plain, &both, &named, &id] {
         let r = engine.request(r).await.unwrap();
         assert_eq!(r.status, RequestStatus::Pending);
         assert!(r.votes.is_empty());
@@ -262,6 +291,7 @@ async fn break_glass_is_flagged_listed_and_hard_to_abuse(backend: Backend) {
         next(&mut rx).await,
         next(&mut rx).await,
         next(&mut rx).await,
+        next(&mut rx).await,
     ]
     .iter()
     .map(|n| n.kind)
@@ -269,6 +299,7 @@ async fn break_glass_is_flagged_listed_and_hard_to_abuse(backend: Backend) {
     assert_eq!(
         kinds,
         [
+            NoticeKind::Created,
             NoticeKind::Created,
             NoticeKind::Created,
             NoticeKind::Created,
@@ -298,7 +329,6 @@ async fn break_glass_is_flagged_listed_and_hard_to_abuse(backend: Backend) {
         [
             "vote.refused",
             "vote.refused",
-            "vote.refused",
             "vote.cast",
             "request.settled"
         ]
@@ -307,7 +337,7 @@ async fn break_glass_is_flagged_listed_and_hard_to_abuse(backend: Backend) {
         .iter()
         .filter(|e| e["kind"] == "vote.refused")
         .count();
-    assert_eq!(refused, 6);
+    assert_eq!(refused, 7);
 }
 
 async fn escalation_and_reminder_come_from_the_deadline_task(backend: Backend) {
