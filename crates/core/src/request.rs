@@ -183,6 +183,11 @@ pub struct ApprovalRequest {
     /// How many of `requirements.escalations` (earliest first) have fallen due.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub escalations_fired: u32,
+    /// A policy behind the request keeps the payload out of the audit log
+    /// (`@audit_payload("withhold")`); reviewer channels then show only its digest and the
+    /// review link, so the text does not spread to places with looser access.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub payload_withheld: bool,
 }
 
 impl ApprovalRequest {
@@ -481,6 +486,7 @@ mod tests {
             cancelled_by: None,
             votes: Vec::new(),
             escalations_fired: 0,
+            payload_withheld: false,
         }
     }
 

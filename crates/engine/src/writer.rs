@@ -560,6 +560,7 @@ async fn decision(
                 cancelled_by: None,
                 votes: Vec::new(),
                 escalations_fired: 0,
+                payload_withheld: !d.record_payload,
             };
             w.tx.insert_request(&request).await?;
             fx.push(Effect::DeadlineAdded);

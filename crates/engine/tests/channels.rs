@@ -42,6 +42,13 @@ permit (principal, action == Action::"deploy", resource == Service::"both");
 @remind("off")
 permit (principal, action == Action::"deploy", resource == Service::"both");
 
+@id("secret")
+@approval("owners")
+@quorum("2")
+@audit_payload("withhold")
+@remind("off")
+permit (principal, action == Action::"db.write", resource);
+
 @id("escalating")
 @approval("owners")
 @timeout("4s")
@@ -55,6 +62,7 @@ countersign_store::both_backends!(
     break_glass_is_flagged_listed_and_hard_to_abuse,
     escalation_and_reminder_come_from_the_deadline_task,
     channel_state_goes_through_the_writer,
+    a_payload_policy_withholds_is_withheld_from_channels_too,
 );
 
 async fn start(db: &TestDb) -> (Store, Engine) {
@@ -452,4 +460,47 @@ async fn channel_state_goes_through_the_writer(backend: Backend) {
         vec![attempt]
     );
     assert!(engine.ready().await.is_ok());
+}
+
+async fn a_payload_policy_withholds_is_withheld_from_channels_too(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let (store, engine) = start(&db).await;
+    let mut rx = engine.subscribe();
+    let prod = || Resource::new("Database", "prod");
+    let secret = hold(
+        &engine,
+        attempt("db.write", prod(), "UPDATE users SET password = 'hunter2'"),
+    )
+    .await;
+    let plain = hold(&engine, attempt("db.export", prod(), "COPY t")).await;
+    // The notices channels render say which payload they must not show.
+    for (id, withheld) in [(&secret, true), (&plain, false)] {
+        let n = next(&mut rx).await;
+        assert_eq!((&n.request.id, n.request.payload_withheld), (id, withheld));
+    }
+    // Kept with the request, so notices built later from the store say it too.
+    let owner = user("olga", &["owners"]);
+    engine
+        .vote(&owner, &secret, Decision::Approve, None, "api")
+        .await
+        .unwrap();
+    let voted = next(&mut rx).await;
+    assert_eq!(voted.kind, NoticeKind::Voted);
+    assert!(voted.request.payload_withheld);
+    assert!(
+        store
+            .request(&secret)
+            .await
+            .unwrap()
+            .unwrap()
+            .payload_withheld
+    );
+    assert!(
+        !store
+            .request(&plain)
+            .await
+            .unwrap()
+            .unwrap()
+            .payload_withheld
+    );
 }

@@ -120,6 +120,7 @@ fn request() -> ApprovalRequest {
         cancelled_by: None,
         votes: Vec::new(),
         escalations_fired: 0,
+        payload_withheld: false,
     }
 }
 

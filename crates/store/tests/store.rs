@@ -58,6 +58,7 @@ fn request(id: &str, principal: &str, payload: &str, expires_at: i64) -> Approva
         cancelled_by: None,
         votes: Vec::new(),
         escalations_fired: 0,
+        payload_withheld: false,
     }
 }
 

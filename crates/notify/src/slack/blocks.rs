@@ -129,9 +129,18 @@ fn facts(request: &ApprovalRequest, review_url: &str) -> Vec<Value> {
         Some(j) => format!("*Justification:* {}", escape(j)),
         None => "*Justification:* _none given_".into(),
     };
+    let payload = if request.payload_withheld {
+        // Policy keeps this payload out of the audit log: Slack gets no more than the log.
+        format!(
+            "*Payload:* _withheld by policy_ · digest `{}` · <{review_url}|review it in the console>",
+            request.digest.to_hex()
+        )
+    } else {
+        payload_section(&a.payload, review_url)
+    };
     vec![
         section(&who, review_url),
-        section(&payload_section(&a.payload, review_url), review_url),
+        section(&payload, review_url),
         section(&why, review_url),
     ]
 }
@@ -374,6 +383,7 @@ mod tests {
             cancelled_by: None,
             votes: Vec::new(),
             escalations_fired: 0,
+            payload_withheld: false,
         }
     }
 
@@ -506,6 +516,28 @@ mod tests {
                 payload
             );
         }
+    }
+
+    #[test]
+    fn a_withheld_payload_shows_only_its_digest_and_the_link() {
+        let secret = "UPDATE users SET password = 'hunter2'";
+        let mut r = request(json!(secret));
+        r.payload_withheld = true;
+        let review = review_message(&r, "http://gw/r", Timestamp(0), None);
+        r.status = RequestStatus::Denied;
+        r.settled_at = Some(Timestamp(10));
+        let outcome = outcome_message(&r, "http://gw/r");
+        for m in [&review, &outcome] {
+            let text = all_text(m);
+            assert!(!text.contains("hunter2"), "{text}");
+            let payload = payload_section_of(m);
+            assert!(payload.contains("withheld by policy"), "{payload}");
+            assert!(payload.contains(&r.digest.to_hex()), "{payload}");
+            assert!(payload.contains("<http://gw/r|"), "{payload}");
+        }
+        // The same request without the policy's word shows the text.
+        r.payload_withheld = false;
+        assert!(all_text(&outcome_message(&r, "http://gw/r")).contains("hunter2"));
     }
 
     #[test]
