@@ -202,8 +202,12 @@ async fn a_request_is_posted_updated_with_votes_then_with_the_outcome() {
     assert!(posts.iter().all(|c| c.answer == "ok"));
     let review = text_of(&posts[0].body);
     assert!(review.contains("systemctl restart api") && review.contains("countersign_approve"));
+    // A reference is kept once Slack answered its post, a moment after the fake counted it.
+    eventually("the three message references kept", WAIT, || {
+        rig.state.0.messages.lock().unwrap().len() == 3
+    })
+    .await;
     let refs = rig.state.0.messages.lock().unwrap().clone();
-    assert_eq!(refs.len(), 3);
     assert_eq!(refs[1].conversation, "DU0BOB");
 
     vote(&mut r, "bob@example.com", 1_500, false);
