@@ -3,6 +3,7 @@
 //! and its limits.
 
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// One `[[gates.mcp]]` section as written.
@@ -37,7 +38,18 @@ pub struct McpGateSection {
     /// Largest JSON-RPC message accepted from either side, in bytes.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
+    /// Variables set for a stdio upstream, given literally. The upstream starts with an empty
+    /// environment: only these, `env_pass` and [`BASE_ENV`] reach it.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Variables of the gateway's own environment passed to a stdio upstream by name.
+    #[serde(default)]
+    pub env_pass: Vec<String>,
 }
+
+/// What a stdio upstream gets from the gateway's environment without asking: enough to find
+/// programs and format text, nothing secret.
+pub const BASE_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"];
 
 fn default_protocol() -> String {
     "auto".into()
@@ -66,6 +78,32 @@ pub enum UpstreamTarget {
     Url(String),
 }
 
+/// The environment a stdio upstream starts with (nothing else of the gateway's reaches it:
+/// the gateway holds Slack and webhook secrets an upstream must never see).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChildEnv {
+    /// Set literally.
+    pub set: BTreeMap<String, String>,
+    /// Passed from the gateway's environment by name, if set there (with [`BASE_ENV`]).
+    pub pass: Vec<String>,
+}
+
+impl ChildEnv {
+    /// The variables, read from the gateway's environment now; literal values win.
+    pub fn resolve(&self) -> Vec<(String, std::ffi::OsString)> {
+        let mut vars: BTreeMap<String, std::ffi::OsString> = BASE_ENV
+            .iter()
+            .map(|k| (*k).to_owned())
+            .chain(self.pass.iter().cloned())
+            .filter_map(|k| std::env::var_os(&k).map(|v| (k, v)))
+            .collect();
+        for (k, v) in &self.set {
+            vars.insert(k.clone(), v.into());
+        }
+        vars.into_iter().collect()
+    }
+}
+
 /// Which revision the gate speaks to the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamProtocol {
@@ -81,6 +119,7 @@ pub struct GateConfig {
     pub public_url: String,
     pub authorization_servers: Vec<String>,
     pub upstream: UpstreamTarget,
+    pub upstream_env: ChildEnv,
     pub upstream_protocol: UpstreamProtocol,
     pub request_timeout: Duration,
     pub session_idle_timeout: Duration,
@@ -116,6 +155,25 @@ impl McpGateSection {
                 ));
             }
         };
+        let has_env = !self.env.is_empty() || !self.env_pass.is_empty();
+        if has_env && matches!(upstream, UpstreamTarget::Url(_)) {
+            return Err(invalid(
+                "`env` and `env_pass` are for a `command` upstream only".into(),
+            ));
+        }
+        if let Some(bad) = self
+            .env
+            .keys()
+            .chain(self.env_pass.iter())
+            .find(|k| k.is_empty() || k.contains(['=', '\0']))
+        {
+            return Err(invalid(format!(
+                "environment variable name `{bad}` is empty or has `=` or NUL in it"
+            )));
+        }
+        if let Some((k, _)) = self.env.iter().find(|(_, v)| v.contains('\0')) {
+            return Err(invalid(format!("the value of `env.{k}` has a NUL in it")));
+        }
         let upstream_protocol = match self.upstream_protocol.as_str() {
             "auto" => UpstreamProtocol::Auto,
             v => match crate::protocol::ALL_REVISIONS.iter().find(|r| **r == v) {
@@ -147,6 +205,10 @@ impl McpGateSection {
                 .to_owned(),
             authorization_servers: self.authorization_servers.clone(),
             upstream,
+            upstream_env: ChildEnv {
+                set: self.env.clone(),
+                pass: self.env_pass.clone(),
+            },
             upstream_protocol,
             request_timeout: duration("request_timeout", &self.request_timeout)?,
             session_idle_timeout: duration("session_idle_timeout", &self.session_idle_timeout)?,
@@ -199,6 +261,9 @@ mod tests {
             "name = \"t\"\nlisten = \"x\"\nurl = \"ftp://h/mcp\"",
             "name = \"t\"\nlisten = \"x\"\nurl = \"http://h/mcp\"\nupstream_protocol = \"2024-11-05\"",
             "name = \"t\"\nlisten = \"x\"\nurl = \"http://h/mcp\"\nrequest_timeout = \"soon\"",
+            "name = \"t\"\nlisten = \"x\"\nurl = \"http://h/mcp\"\nenv_pass = [\"HOME\"]",
+            "name = \"t\"\nlisten = \"x\"\ncommand = [\"a\"]\nenv_pass = [\"A=B\"]",
+            "name = \"t\"\nlisten = \"x\"\ncommand = [\"a\"]\nenv = {\"\": \"x\"}",
         ] {
             assert!(section(bad).resolve().is_err(), "{bad}");
         }

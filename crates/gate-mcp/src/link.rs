@@ -65,10 +65,11 @@ pub(crate) struct StdioLink {
 }
 
 impl StdioLink {
-    /// Starts `command`; what it prints goes to `sink`.
+    /// Starts `command` with only `env` in its environment; what it prints goes to `sink`.
     pub(crate) fn spawn(
         gate: &str,
         command: &[String],
+        env: &crate::config::ChildEnv,
         max_bytes: usize,
         sink: mpsc::Sender<Inbound>,
     ) -> std::io::Result<StdioLink> {
@@ -77,6 +78,8 @@ impl StdioLink {
             .ok_or_else(|| std::io::Error::other("empty command"))?;
         let mut child = tokio::process::Command::new(program)
             .args(args)
+            .env_clear()
+            .envs(env.resolve())
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())

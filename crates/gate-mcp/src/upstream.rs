@@ -176,9 +176,14 @@ impl Upstream {
         let (sink, inbound) = mpsc::channel::<Inbound>(256);
         let (link, pid) = match &config.upstream {
             UpstreamTarget::Command(cmd) => {
-                let StdioLink { tx, kill, pid } =
-                    StdioLink::spawn(&config.name, cmd, config.max_message_bytes, sink.clone())
-                        .map_err(|e| format!("cannot start `{}`: {e}", cmd.join(" ")))?;
+                let StdioLink { tx, kill, pid } = StdioLink::spawn(
+                    &config.name,
+                    cmd,
+                    &config.upstream_env,
+                    config.max_message_bytes,
+                    sink.clone(),
+                )
+                .map_err(|e| format!("cannot start `{}`: {e}", cmd.join(" ")))?;
                 (
                     Link::Stdio {
                         tx,

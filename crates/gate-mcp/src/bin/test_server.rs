@@ -32,6 +32,7 @@ fn tools(delete_description: &str) -> Value {
         {"name": "crash", "description": "Exits mid-call", "inputSchema": {"type": "object"}, "annotations": read_only},
         {"name": "garbage", "description": "Prints garbage", "inputSchema": {"type": "object"}, "annotations": read_only},
         {"name": "whoami", "description": "The server's process id", "inputSchema": {"type": "object"}, "annotations": read_only},
+        {"name": "env", "description": "The server's environment, as a JSON object", "inputSchema": {"type": "object"}, "annotations": read_only},
         {"name": "ask", "description": "Asks the user through elicitation", "inputSchema": {"type": "object"}, "annotations": read_only}
     ])
 }
@@ -94,6 +95,9 @@ fn call(
         )),
         "format_disk" => text("formatted".into()),
         "whoami" => text(std::process::id().to_string()),
+        "env" => {
+            text(Value::from_iter(std::env::vars().map(|(k, v)| (k, Value::from(v)))).to_string())
+        }
         "slow" => {
             let ms = args.get("ms").and_then(Value::as_u64).unwrap_or(100);
             if let Some(token) = &token {
