@@ -4,8 +4,8 @@
 //! decides nothing and keeps no state beyond the transport's (the session id and revision of
 //! the 2025 revisions, kept by [`HttpLink`]).
 
-use crate::jsonrpc;
 use crate::link::{HttpLink, LineError, read_line_bounded};
+use crate::{jsonrpc, protocol};
 use serde_json::Value;
 use std::sync::Arc;
 use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt};
@@ -88,7 +88,16 @@ async fn read_input<R: AsyncBufRead + Unpin>(
                 continue;
             }
         };
-        let is_initialize = message.get("method").and_then(Value::as_str) == Some("initialize");
+        let method = message.get("method").and_then(Value::as_str);
+        if let Some(method) = method
+            && message.get("id").is_none()
+            && !protocol::is_notification_method(method)
+        {
+            // It cannot be answered, and the gate refuses it anyway.
+            tracing::warn!(%method, "dropped a request sent as a notification (no id)");
+            continue;
+        }
+        let is_initialize = method == Some("initialize");
         let is_initialized =
             message.get("method").and_then(Value::as_str) == Some("notifications/initialized");
         let (link, tx) = (link.clone(), tx.clone());

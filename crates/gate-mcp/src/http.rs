@@ -268,6 +268,19 @@ async fn post_mcp(
         Ok(m) => m,
         Err(r) => return refusal(StatusCode::BAD_REQUEST, &r),
     };
+    if let Message::Notification { method, .. } = &message
+        && !protocol::is_notification_method(method)
+    {
+        tracing::warn!(gate = %gate.config.name, principal = %principal.reference(), %method, "refused a request sent as a notification");
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            &Refusal::new(
+                jsonrpc::INVALID_REQUEST,
+                format!("`{method}` is not a notification: send it with an id"),
+                Value::Null,
+            ),
+        );
+    }
     let session = match session_of(&gate, &headers, &principal) {
         Ok(s) => s,
         Err(resp) => return *resp,

@@ -25,6 +25,13 @@ pub const HEADER_SESSION_ID: &str = "mcp-session-id";
 pub const HEADER_METHOD: &str = "mcp-method";
 pub const HEADER_NAME: &str = "mcp-name";
 
+/// Whether a client may send `method` as a notification. Only `notifications/…` are: anything
+/// else sent without an id (a `tools/call`, say) would run without an answer, and a
+/// `tools/call` would reach the server undecided.
+pub fn is_notification_method(method: &str) -> bool {
+    method.starts_with("notifications/")
+}
+
 /// The parameter `Mcp-Name` mirrors for `method`, if it bears a name.
 pub fn name_param(method: &str) -> Option<&'static str> {
     match method {

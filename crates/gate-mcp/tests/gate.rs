@@ -653,6 +653,8 @@ async fn the_stdio_bridge_relays_an_agent_to_the_gate() {
     say(&mut agent_in, json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "over stdio"}}})).await;
     let echo: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
     assert_eq!(echo["result"]["content"][0]["text"], "over stdio");
+    // A request without an id cannot be answered: dropped, never passed on.
+    say(&mut agent_in, json!({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "delete_file", "arguments": {"path": "/etc"}}})).await;
     agent_in.write_all(b"{broken\n").await.unwrap();
     let refused: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
     assert_eq!(refused["error"]["code"], -32700);
@@ -672,4 +674,45 @@ async fn the_stdio_bridge_relays_an_agent_to_the_gate() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(h.gate.session_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_sent_as_notifications_never_reach_the_server() {
+    let h = harness(stdio()).await;
+    let mut c = Client::new(&h.mcp_url, AGENT);
+    c.initialize("2025-11-25").await;
+    let forwarded = c
+        .send(
+            &json!({"jsonrpc": "2.0", "method": "notifications/roots/list_changed"}),
+            &[],
+        )
+        .await;
+    assert_eq!(forwarded.status, 202);
+    for method in ["tools/call", "Tools/Call", "vendor/thing"] {
+        let sneaky = c
+            .send(
+                &json!({"jsonrpc": "2.0", "method": method, "params": {"name": "delete_file", "arguments": {"path": "/etc"}}}),
+                &[],
+            )
+            .await;
+        assert_eq!(
+            (sneaky.status, sneaky.error_code()),
+            (400, Some(-32600)),
+            "{method}: {sneaky:?}"
+        );
+    }
+    // Same for a 2026-07-28 client, which has no session.
+    let modern = Client::new(&h.mcp_url, AGENT2);
+    let sneaky = modern
+        .send(
+            &json!({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "delete_file", "arguments": {"path": "/etc"}}}),
+            &[("mcp-protocol-version", "2026-07-28")],
+        )
+        .await;
+    assert_eq!((sneaky.status, sneaky.error_code()), (400, Some(-32600)));
+    // The server saw the real notification and nothing else.
+    let seen = c.tool(1, "notified", json!({})).await.text();
+    assert_eq!(seen, "notifications/roots/list_changed");
+    // The only attempt is the `notified` call itself.
+    assert_eq!(h.events("attempt").await.len(), 1);
 }

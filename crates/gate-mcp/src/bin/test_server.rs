@@ -3,6 +3,9 @@
 //! envelope), and has tools that misbehave on purpose: one that never answers, one that crashes
 //! the process mid-call, one that prints garbage on stdout.
 //!
+//! Tools `env` and `notified` report the process's environment and the notifications it
+//! received, so tests can see what reached the server.
+//!
 //! Environment: `TEST_MCP_DESCRIPTION_FILE` (the description of `delete_file`, read at start,
 //! so a test can change it between sessions), `TEST_MCP_LEGACY_ONLY` (no `server/discover`).
 
@@ -32,12 +35,16 @@ fn tools(delete_description: &str) -> Value {
         {"name": "crash", "description": "Exits mid-call", "inputSchema": {"type": "object"}, "annotations": read_only},
         {"name": "garbage", "description": "Prints garbage", "inputSchema": {"type": "object"}, "annotations": read_only},
         {"name": "whoami", "description": "The server's process id", "inputSchema": {"type": "object"}, "annotations": read_only},
+        {"name": "notified", "description": "The methods of the notifications received so far", "inputSchema": {"type": "object"}, "annotations": read_only},
         {"name": "env", "description": "The server's environment, as a JSON object", "inputSchema": {"type": "object"}, "annotations": read_only},
         {"name": "ask", "description": "Asks the user through elicitation", "inputSchema": {"type": "object"}, "annotations": read_only}
     ])
 }
 
 type Out = Arc<Mutex<std::io::Stdout>>;
+
+/// The methods of every notification received, for the `notified` tool.
+static NOTIFIED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// Requests this server sent the client, by id, and where their answers go.
 type Asked = Arc<Mutex<std::collections::HashMap<String, std::sync::mpsc::Sender<Value>>>>;
@@ -95,6 +102,12 @@ fn call(
         )),
         "format_disk" => text("formatted".into()),
         "whoami" => text(std::process::id().to_string()),
+        "notified" => text(
+            NOTIFIED
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .join(" "),
+        ),
         "env" => {
             text(Value::from_iter(std::env::vars().map(|(k, v)| (k, Value::from(v)))).to_string())
         }
@@ -144,6 +157,13 @@ fn main() {
             msg.get("id").cloned(),
             msg.get("method").and_then(Value::as_str),
         ) else {
+            if let Some(method) = msg.get("method").and_then(Value::as_str) {
+                NOTIFIED
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(method.to_owned());
+                continue;
+            }
             // An answer to one of our requests.
             if let Some(id) = msg.get("id").and_then(Value::as_str)
                 && let Some(tx) = asked
