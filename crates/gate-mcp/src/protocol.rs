@@ -25,6 +25,35 @@ pub const HEADER_SESSION_ID: &str = "mcp-session-id";
 pub const HEADER_METHOD: &str = "mcp-method";
 pub const HEADER_NAME: &str = "mcp-name";
 
+/// The client requests of the revisions the gate speaks that it passes to the server as they
+/// are (`tools/*`, `initialize` and `server/discover` it answers itself). Matched exactly:
+/// anything else, including case variants such as `Tools/Call` and vendor methods, is answered
+/// -32601 at the gate and never reaches the server.
+const PASS_THROUGH: &[&str] = &[
+    "ping",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "logging/setLevel",
+    // 2025-11-25 tasks: they only read or cancel what an already decided request started.
+    "tasks/get",
+    "tasks/result",
+    "tasks/list",
+    "tasks/cancel",
+    // 2026-07-28.
+    "subscriptions/listen",
+];
+
+/// Whether the gate passes client request `method` through to the server.
+pub fn is_pass_through(method: &str) -> bool {
+    PASS_THROUGH.contains(&method)
+}
+
 /// Whether a client may send `method` as a notification. Only `notifications/…` are: anything
 /// else sent without an id (a `tools/call`, say) would run without an answer, and a
 /// `tools/call` would reach the server undecided.
@@ -124,6 +153,23 @@ pub fn encode_header_value(value: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn only_the_specifications_methods_pass_through() {
+        for m in ["resources/read", "prompts/get", "tasks/result", "ping"] {
+            assert!(is_pass_through(m), "{m}");
+        }
+        for m in [
+            "tools/call",
+            "Tools/Call",
+            "RESOURCES/READ",
+            "vendor/x",
+            "",
+            "resources/read ",
+        ] {
+            assert!(!is_pass_through(m), "{m}");
+        }
+    }
 
     #[test]
     fn header_values_round_trip_and_bad_encodings_never_match() {

@@ -7,8 +7,8 @@
 //! the gate's `session_idle_timeout` end, and a stdio upstream ends with them.
 //!
 //! [`handle`] answers one request: a few methods the gate acts on (`tools/call`, `tools/list`,
-//! `server/discover`, `ping`), everything else passed through with ids and progress tokens
-//! mapped. What it sends (progress, then the response) goes to the request's own channel, and
+//! `server/discover`, `ping`), the other client requests of the specification passed through
+//! with ids and progress tokens mapped, and every other method refused (-32601). What it sends (progress, then the response) goes to the request's own channel, and
 //! it stops when that channel closes (the client went away) or the client cancels.
 
 use crate::upstream::{Negotiated, Upstream};
@@ -459,7 +459,15 @@ async fn dispatch(ctx: &Ctx<'_>, id: &Value, method: &str, params: Option<Value>
                 "this session is already initialized"
             },
         ),
-        _ => forward(ctx, id, method, params).await,
+        m if protocol::is_pass_through(m) => forward(ctx, id, method, params).await,
+        _ => {
+            tracing::info!(gate = %ctx.gate.config.name, %method, "refused a method the gate does not pass through");
+            jsonrpc::error(
+                id,
+                jsonrpc::METHOD_NOT_FOUND,
+                &format!("method `{method}` is not one the gate passes to the MCP server"),
+            )
+        }
     }
 }
 

@@ -46,8 +46,18 @@ async fn both_eras_list_call_and_pass_through() {
             res.response()["result"]["resources"][0]["uri"],
             "test://readme"
         );
-        let unknown = c.call(4, "no/such/method", json!({})).await;
-        assert_eq!(unknown.error_code(), Some(-32601));
+        let read = c
+            .call(4, "resources/read", json!({"uri": "test://readme"}))
+            .await;
+        assert_eq!(read.response()["result"]["contents"][0]["text"], "read me");
+        // Methods outside the specification are answered by the gate, not the server (whose
+        // own answer says "method not found: …").
+        for method in ["no/such/method", "Tools/Call", "x-vendor/run"] {
+            let unknown = c.call(4, method, json!({"name": "delete_file"})).await;
+            assert_eq!(unknown.error_code(), Some(-32601), "{method}");
+            let message = unknown.response()["error"]["message"].as_str().unwrap();
+            assert!(message.contains("not one the gate passes"), "{message}");
+        }
         assert_eq!(
             c.call(5, "ping", json!({})).await.response()["result"],
             json!({})
@@ -76,8 +86,14 @@ async fn both_eras_list_call_and_pass_through() {
     let echo = c.tool(3, "echo", json!({"message": "modern"})).await;
     assert_eq!(echo.text(), "modern");
     assert_eq!(echo.response()["result"]["resultType"], "complete");
-    let unknown = c.call(4, "no/such/method", json!({})).await;
+    let unknown = c.call(4, "Tools/Call", json!({"name": "echo"})).await;
     assert_eq!((unknown.status, unknown.error_code()), (404, Some(-32601)));
+    assert!(
+        unknown.response()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not one the gate passes")
+    );
     // The forbidden tool is refused when called anyway.
     let forbidden = c.tool(5, "format_disk", json!({})).await;
     assert!(forbidden.is_error(), "{forbidden:?}");

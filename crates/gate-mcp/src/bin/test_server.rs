@@ -210,6 +210,9 @@ fn main() {
             "resources/list" => Ok(Some(
                 json!({"resources": [{"uri": "test://readme", "name": "readme"}]}),
             )),
+            "resources/read" => Ok(Some(
+                json!({"contents": [{"uri": params.get("uri").cloned().unwrap_or(Value::Null), "text": "read me"}]}),
+            )),
             "prompts/list" => Ok(Some(json!({"prompts": [{"name": "greet"}]}))),
             "tools/call" => {
                 let name = params
