@@ -4,6 +4,7 @@
 //! this principal may never call or what changed since it was pinned.
 
 use crate::session::{Ctx, forward};
+use crate::upstream::Listed;
 use crate::{jsonrpc, protocol};
 use countersign_core::{
     Action, Attempt, PinnedDefinition, PolicyOutcome, RequestStatus, ToolStanding, tool_definition,
@@ -73,17 +74,25 @@ pub(crate) async fn list_tools(ctx: &Ctx<'_>, id: &Value, params: Option<Value>)
         return answer;
     };
     let upstream = &ctx.session.upstream;
-    upstream.remember_tools(&tools, first_page);
-    let pinned: Vec<(String, PinnedDefinition)> = tools
-        .iter()
-        .filter_map(|t| {
-            let obj = t.as_object()?;
-            let name = obj.get("name")?.as_str()?;
-            Some((name.to_owned(), PinnedDefinition::new(tool_definition(obj))))
-        })
-        .collect();
+    let twice = upstream.remember_tools(&tools, first_page);
     let gate = &ctx.gate.config.name;
-    let standings = match ctx.gate.engine.observe_tools(gate, pinned.clone()).await {
+    if !twice.is_empty() {
+        tracing::warn!(gate = %gate, tools = ?twice, "the server lists tools more than once; every copy is hidden and their calls refused");
+    }
+    // What is shown is exactly what is checked against the pins: these entries, not a cache.
+    let entries: Vec<(String, Map<String, Value>)> = tools
+        .into_iter()
+        .filter_map(|t| match t {
+            Value::Object(obj) => Some((obj.get("name")?.as_str()?.to_owned(), obj)),
+            _ => None,
+        })
+        .filter(|(name, _)| !twice.contains(name))
+        .collect();
+    let pinned: Vec<(String, PinnedDefinition)> = entries
+        .iter()
+        .map(|(name, obj)| (name.clone(), PinnedDefinition::new(tool_definition(obj))))
+        .collect();
+    let standings = match ctx.gate.engine.observe_tools(gate, pinned).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(gate = %gate, error = %e, "tool definitions could not be recorded");
@@ -94,16 +103,13 @@ pub(crate) async fn list_tools(ctx: &Ctx<'_>, id: &Value, params: Option<Value>)
             );
         }
     };
-    let mut visible = Vec::with_capacity(tools.len());
-    for ((name, _), standing) in pinned.iter().zip(standings) {
-        let Some(tool) = upstream.tool(name) else {
-            continue;
-        };
+    let mut visible = Vec::with_capacity(entries.len());
+    for ((name, tool), standing) in entries.into_iter().zip(standings) {
         if let ToolStanding::Changed { accepted, seen } = standing {
             tracing::warn!(gate = %gate, tool = %name, %accepted, %seen, "tool definition changed since it was pinned; hidden and blocked until accepted");
             continue;
         }
-        let probe = attempt(ctx, &tool, name, json!({}));
+        let probe = attempt(ctx, &tool, &name, json!({}));
         match ctx.gate.engine.evaluate(&ctx.session.principal, &probe) {
             PolicyOutcome::Forbid { .. } | PolicyOutcome::Error { .. } => continue,
             _ => visible.push(Value::Object(tool)),
@@ -116,7 +122,7 @@ pub(crate) async fn list_tools(ctx: &Ctx<'_>, id: &Value, params: Option<Value>)
 }
 
 /// Finds tool `name`, listing the server's tools once if the gate has not seen it.
-async fn find_tool(ctx: &Ctx<'_>, name: &str) -> Result<Option<Map<String, Value>>, Value> {
+async fn find_tool(ctx: &Ctx<'_>, name: &str) -> Result<Option<Listed>, Value> {
     let upstream = &ctx.session.upstream;
     if let Some(tool) = upstream.tool(name) {
         return Ok(Some(tool));
@@ -147,8 +153,21 @@ pub(crate) async fn call_tool(ctx: &Ctx<'_>, id: &Value, params: Option<Value>) 
     let token = protocol::meta(params.as_ref())
         .and_then(|m| m.get("progressToken"))
         .cloned();
+    let engine = &ctx.gate.engine;
+    let gate = ctx.gate.config.name.as_str();
+    let principal = &ctx.session.principal;
     let tool = match find_tool(ctx, name).await {
-        Ok(Some(t)) => t,
+        Ok(Some(Listed::Once(t))) => t,
+        Ok(Some(Listed::Twice)) => {
+            let reason = format!(
+                "the MCP server lists tool `{name}` more than once, so which definition a call would run is unknown; calls are refused"
+            );
+            let attempt = attempt(ctx, &Map::new(), name, arguments);
+            engine
+                .refuse(principal, attempt, gate, reason.clone())
+                .await;
+            return tool_error(id, &format!("countersign refused this tool call: {reason}"));
+        }
         Ok(None) => {
             return jsonrpc::error(
                 id,
@@ -164,9 +183,6 @@ pub(crate) async fn call_tool(ctx: &Ctx<'_>, id: &Value, params: Option<Value>) 
             return jsonrpc::error(id, jsonrpc::UPSTREAM_UNAVAILABLE, message);
         }
     };
-    let engine = &ctx.gate.engine;
-    let gate = ctx.gate.config.name.as_str();
-    let principal = &ctx.session.principal;
     let attempt = attempt(ctx, &tool, name, arguments);
     let pinned = PinnedDefinition::new(tool_definition(&tool));
     let standing = match engine.tool_standing(gate, name, &pinned) {

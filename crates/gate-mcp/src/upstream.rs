@@ -14,7 +14,8 @@ use crate::jsonrpc::{self, Message};
 use crate::link::{HttpLink, Inbound, StdioLink};
 use crate::protocol;
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
@@ -68,7 +69,7 @@ pub(crate) struct Upstream {
     client_capabilities: Value,
     client_info: Value,
     /// Tools by name, as the server last listed them.
-    tools: Mutex<HashMap<String, Map<String, Value>>>,
+    tools: Mutex<HashMap<String, Listed>>,
     pub(crate) timeout: Duration,
     pub(crate) pid: Option<u32>,
 }
@@ -161,6 +162,15 @@ pub(crate) fn timeout_error(id: &Value, timeout: Duration) -> Value {
             timeout.as_secs_f64()
         ),
     )
+}
+
+/// What the server's latest tool listing says about one name.
+#[derive(Debug, Clone)]
+pub(crate) enum Listed {
+    Once(Map<String, Value>),
+    /// Listed more than once in one listing: which definition a call would run is unknown, so
+    /// the tool counts as changed (hidden, calls refused).
+    Twice,
 }
 
 impl Upstream {
@@ -499,22 +509,34 @@ impl Upstream {
         }
     }
 
-    /// Remembers tools as the server listed them; `replace` for a first page.
-    pub(crate) fn remember_tools(&self, tools: &[Value], replace: bool) {
+    /// Remembers tools as the server listed them; `replace` for a first page (a later page
+    /// belongs to the same listing). Returns the names this page lists more than once, or that
+    /// an earlier page of the listing already listed: those are remembered as [`Listed::Twice`].
+    pub(crate) fn remember_tools(&self, tools: &[Value], replace: bool) -> BTreeSet<String> {
         let mut cache = crate::lock(&self.tools);
         if replace {
             cache.clear();
         }
+        let mut twice = BTreeSet::new();
         for tool in tools {
             if let Some(obj) = tool.as_object()
                 && let Some(name) = obj.get("name").and_then(Value::as_str)
             {
-                cache.insert(name.to_owned(), obj.clone());
+                match cache.entry(name.to_owned()) {
+                    Entry::Vacant(e) => {
+                        e.insert(Listed::Once(obj.clone()));
+                    }
+                    Entry::Occupied(mut e) => {
+                        e.insert(Listed::Twice);
+                        twice.insert(name.to_owned());
+                    }
+                }
             }
         }
+        twice
     }
 
-    pub(crate) fn tool(&self, name: &str) -> Option<Map<String, Value>> {
+    pub(crate) fn tool(&self, name: &str) -> Option<Listed> {
         crate::lock(&self.tools).get(name).cloned()
     }
 
@@ -537,7 +559,10 @@ impl Upstream {
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
-            self.remember_tools(&tools, page == 0);
+            let twice = self.remember_tools(&tools, page == 0);
+            if !twice.is_empty() {
+                tracing::warn!(gate = %self.gate, tools = ?twice, "the server lists tools more than once; their calls are refused");
+            }
             match result.get("nextCursor") {
                 Some(c) if !c.is_null() => cursor = Some(c.clone()),
                 _ => return Ok(()),

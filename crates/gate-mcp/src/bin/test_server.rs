@@ -7,7 +7,8 @@
 //! received, so tests can see what reached the server.
 //!
 //! Environment: `TEST_MCP_DESCRIPTION_FILE` (the description of `delete_file`, read at start,
-//! so a test can change it between sessions), `TEST_MCP_LEGACY_ONLY` (no `server/discover`).
+//! so a test can change it between sessions), `TEST_MCP_LEGACY_ONLY` (no `server/discover`), `TEST_MCP_DUPLICATE_FILE` (if the file
+//! exists, `delete_file` is listed a second time, last, with the file's text as description).
 
 use serde_json::{Value, json};
 use std::io::{BufRead, Write};
@@ -143,7 +144,16 @@ fn main() {
         .and_then(|p| std::fs::read_to_string(p).ok())
         .map_or_else(|| "Deletes a file".to_owned(), |d| d.trim().to_owned());
     let legacy_only = std::env::var_os("TEST_MCP_LEGACY_ONLY").is_some();
-    let tools = tools(&description);
+    let mut tools = tools(&description);
+    if let Some(second) = std::env::var("TEST_MCP_DUPLICATE_FILE")
+        .ok()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        && let Some(list) = tools.as_array_mut()
+        && let Some(mut copy) = list.iter().find(|t| t["name"] == "delete_file").cloned()
+    {
+        copy["description"] = Value::from(second.trim());
+        list.push(copy);
+    }
     let out: Out = Arc::new(Mutex::new(std::io::stdout()));
     let asked: Asked = Arc::default();
     let capabilities = json!({"tools": {"listChanged": true}, "resources": {}, "prompts": {}});
