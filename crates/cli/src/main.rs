@@ -124,12 +124,15 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum McpCommand {
     /// Accept the changed definition of TOOL at MCP gate GATE (administrators): it becomes
-    /// the pinned definition and its calls are no longer refused.
+    /// the pinned definition and its calls are no longer refused. FINGERPRINT is the changed
+    /// definition you reviewed (`changed to …` in `mcp tools`); if the server changed the tool
+    /// again since, nothing is accepted.
     Accept {
         #[command(flatten)]
         conn: Connection,
         gate: String,
         tool: String,
+        fingerprint: String,
     },
     /// List the tool definitions the MCP gates pinned, and changed ones awaiting acceptance.
     Tools {
@@ -348,8 +351,16 @@ async fn run(command: Command) -> Result<i32> {
             .await
             .map(|()| 0),
         Command::Mcp {
-            command: McpCommand::Accept { conn, gate, tool },
-        } => mcp::accept(&conn.client()?, &gate, &tool).await.map(|()| 0),
+            command:
+                McpCommand::Accept {
+                    conn,
+                    gate,
+                    tool,
+                    fingerprint,
+                },
+        } => mcp::accept(&conn.client()?, &gate, &tool, &fingerprint)
+            .await
+            .map(|()| 0),
         Command::Mcp {
             command: McpCommand::Tools { conn, gate },
         } => mcp::tools(&conn.client()?, gate.as_deref())

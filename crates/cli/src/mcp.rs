@@ -48,9 +48,12 @@ fn describe(tool: &Value) -> String {
     )
 }
 
-pub async fn accept(client: &Client, gate: &str, tool: &str) -> Result<()> {
+pub async fn accept(client: &Client, gate: &str, tool: &str, fingerprint: &str) -> Result<()> {
     let body = client
-        .post("/v1/mcp/tools/accept", &json!({"gate": gate, "tool": tool}))
+        .post(
+            "/v1/mcp/tools/accept",
+            &json!({"gate": gate, "tool": tool, "fingerprint": fingerprint}),
+        )
         .await?;
     println!("accepted: {}", describe(&body));
     Ok(())

@@ -22,6 +22,8 @@ const TOKENS: Tokens = Tokens {
 };
 const AGENT_TOKEN: &str = TOKENS.agent;
 const BOB_TOKEN: &str = TOKENS.bob;
+/// A well-formed tool fingerprint that names no definition.
+const ZERO_FINGERPRINT: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// A gateway from a config file in `dir`: our three principals (alice a reviewer and
 /// administrator), SQLite in that directory, and `policy_dir` (else the embedded example
@@ -661,7 +663,15 @@ fn serve_starts_mcp_gates_and_the_mcp_commands_reach_the_api() {
     let refused = cli(
         dir.path(),
         Some(BOB_TOKEN),
-        &["mcp", "accept", "tools", "rm", "--config", config],
+        &[
+            "mcp",
+            "accept",
+            "tools",
+            "rm",
+            ZERO_FINGERPRINT,
+            "--config",
+            config,
+        ],
     );
     assert_ne!(refused.code, Some(0));
     assert!(
@@ -672,7 +682,15 @@ fn serve_starts_mcp_gates_and_the_mcp_commands_reach_the_api() {
     let unknown = cli(
         dir.path(),
         Some(TOKENS.alice),
-        &["mcp", "accept", "tools", "rm", "--config", config],
+        &[
+            "mcp",
+            "accept",
+            "tools",
+            "rm",
+            ZERO_FINGERPRINT,
+            "--config",
+            config,
+        ],
     );
     assert_ne!(unknown.code, Some(0));
     assert!(

@@ -29,6 +29,17 @@ pub enum EngineError {
     ToolNotFound { gate: String, tool: String },
     #[error("tool `{tool}` of MCP gate `{gate}` has no changed definition to accept")]
     ToolUnchanged { gate: String, tool: String },
+    /// The changed definition is no longer the one the administrator reviewed (the server
+    /// switched again between review and accept); nothing was accepted.
+    #[error(
+        "tool `{tool}` of MCP gate `{gate}` changed again: its changed definition is now {current}, not {expected}; review it again (countersign mcp tools) and accept that one"
+    )]
+    ToolChangedAgain {
+        gate: String,
+        tool: String,
+        expected: String,
+        current: String,
+    },
     /// A single-use grant chosen for an attempt was taken by a concurrent attempt first.
     #[error("grant `{0}` was used by a concurrent attempt")]
     GrantLost(String),

@@ -29,7 +29,7 @@ use countersign_audit::{AuditEvent, AuditRecord, EventKind};
 use countersign_core::{
     ApprovalRequest, Attempt, ChannelMessage, Decision, DeliveryAttempt, Grant, GrantScope,
     KnownTool, PayloadDigest, PinnedDefinition, PolicyOutcome, Principal, PrincipalRef,
-    RequestNotice, RequestStatus, Timestamp, ToolStanding, Verdict, Vote, decide,
+    RequestNotice, RequestStatus, Timestamp, ToolFingerprint, ToolStanding, Verdict, Vote, decide,
 };
 use countersign_policy::{LoadedPolicies, PolicyLoadError};
 use countersign_store::Store;
@@ -527,12 +527,14 @@ impl Engine {
             .standing(gate, tool, seen.fingerprint)
     }
 
-    /// Makes the changed definition of tool `tool` of `gate` the pinned one (administrators).
+    /// Makes the changed definition of tool `tool` of `gate` the pinned one (administrators),
+    /// provided it is still the one reviewed: `reviewed` is its fingerprint.
     pub async fn accept_tool(
         &self,
         by: &Principal,
         gate: &str,
         tool: &str,
+        reviewed: ToolFingerprint,
     ) -> Result<KnownTool, EngineError> {
         let by = by.reference();
         let (gate, tool) = (gate.to_owned(), tool.to_owned());
@@ -540,6 +542,7 @@ impl Engine {
             by,
             gate,
             tool,
+            reviewed,
             reply,
         })
         .await

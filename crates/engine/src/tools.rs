@@ -143,12 +143,13 @@ pub(crate) async fn observe(
     Ok(standings)
 }
 
-/// Makes the changed definition of `tool` the pinned one.
+/// Makes the changed definition of `tool` the pinned one, if it is still the `reviewed` one.
 pub(crate) async fn accept(
     w: &mut Writer<'_>,
     by: &PrincipalRef,
     gate: &str,
     tool: &str,
+    reviewed: ToolFingerprint,
     now: Timestamp,
     fx: &mut Vec<Effect>,
 ) -> Result<KnownTool, EngineError> {
@@ -166,6 +167,14 @@ pub(crate) async fn accept(
             gate: gate.to_owned(),
             tool: tool.to_owned(),
         })?;
+    if changed.fingerprint != reviewed {
+        return Err(EngineError::ToolChangedAgain {
+            gate: gate.to_owned(),
+            tool: tool.to_owned(),
+            expected: reviewed.to_hex(),
+            current: changed.fingerprint.to_hex(),
+        });
+    }
     let mut event = tool_event(EventKind::McpToolAccepted, gate, tool, &changed, now);
     event.actor = Some(by.clone());
     event.reason = Some(format!(

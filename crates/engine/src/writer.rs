@@ -21,7 +21,7 @@ use countersign_audit::{AuditEvent, EventKind};
 use countersign_core::{
     ApprovalRequest, Attempt, ChannelMessage, DeliveryAttempt, Grant, GrantShape, GrantStatus,
     KnownTool, NoticeKind, PayloadDigest, PinnedDefinition, Principal, PrincipalRef, RequestNotice,
-    RequestStatus, Timestamp, ToolStanding, Verdict, Vote, VoteError, VoteOutcome,
+    RequestStatus, Timestamp, ToolFingerprint, ToolStanding, Verdict, Vote, VoteError, VoteOutcome,
 };
 use countersign_store::{Store, StoreTx};
 use tokio::sync::{mpsc, oneshot};
@@ -121,6 +121,7 @@ pub(crate) enum Job {
         by: PrincipalRef,
         gate: String,
         tool: String,
+        reviewed: ToolFingerprint,
         reply: Reply<KnownTool>,
     },
     /// Nothing: a batch with it proves the store takes commits (readiness).
@@ -478,9 +479,10 @@ async fn execute(
             by,
             gate,
             tool,
+            reviewed,
             reply,
         } => {
-            let r = crate::tools::accept(w, &by, &gate, &tool, now, fx).await;
+            let r = crate::tools::accept(w, &by, &gate, &tool, reviewed, now, fx).await;
             let failed = r.is_err();
             (Done::new(reply, r), failed)
         }

@@ -850,11 +850,15 @@ async fn mcp_tools_are_pinned_changed_and_accepted_with_events_across_a_restart(
         Some(changed.clone())
     );
     assert!(matches!(
-        engine.accept_tool(&agent(), "tools", "ls").await,
+        engine
+            .accept_tool(&agent(), "tools", "ls", other.fingerprint)
+            .await,
         Err(EngineError::ToolUnchanged { .. })
     ));
     assert!(matches!(
-        engine.accept_tool(&agent(), "tools", "nope").await,
+        engine
+            .accept_tool(&agent(), "tools", "nope", v2.fingerprint)
+            .await,
         Err(EngineError::ToolNotFound { .. })
     ));
 
@@ -867,7 +871,17 @@ async fn mcp_tools_are_pinned_changed_and_accepted_with_events_across_a_restart(
         Some(ToolStanding::Trusted)
     );
     let admin = user("root", &["admins"]);
-    let accepted = engine.accept_tool(&admin, "tools", "rm").await.unwrap();
+    // Accepting names the changed definition reviewed; any other one is refused.
+    assert!(matches!(
+        engine
+            .accept_tool(&admin, "tools", "rm", v1.fingerprint)
+            .await,
+        Err(EngineError::ToolChangedAgain { .. })
+    ));
+    let accepted = engine
+        .accept_tool(&admin, "tools", "rm", v2.fingerprint)
+        .await
+        .unwrap();
     assert_eq!(accepted.accepted, v2);
     assert_eq!(accepted.changed, None);
     assert_eq!(
@@ -914,4 +928,35 @@ async fn mcp_tools_are_pinned_changed_and_accepted_with_events_across_a_restart(
         accepted.event_json
     );
     assert!(accepted.event_json.contains(&v2.fingerprint.to_hex()));
+
+    // The server switches again between an administrator's review (of v1, changed) and the
+    // accept: the accept is refused and changes nothing.
+    let v3 = PinnedDefinition::new(serde_json::json!({"name": "rm", "description": "v3"}));
+    engine.observe_tools("tools", seen(&v3)).await.unwrap();
+    let size = engine.audit_size().await.unwrap();
+    match engine
+        .accept_tool(&admin, "tools", "rm", v1.fingerprint)
+        .await
+    {
+        Err(EngineError::ToolChangedAgain {
+            expected, current, ..
+        }) => {
+            assert_eq!(
+                (expected, current),
+                (v1.fingerprint.to_hex(), v3.fingerprint.to_hex())
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(engine.audit_size().await.unwrap(), size);
+    assert_eq!(
+        engine.tool_standing("tools", "rm", &v2),
+        Some(ToolStanding::Trusted)
+    );
+    let known = engine.known_tools(Some("tools"));
+    let rm = known.iter().find(|t| t.tool == "rm").unwrap();
+    assert_eq!(
+        rm.changed.as_ref().map(|c| c.fingerprint),
+        Some(v3.fingerprint)
+    );
 }

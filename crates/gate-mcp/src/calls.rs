@@ -196,7 +196,7 @@ pub(crate) async fn call_tool(ctx: &Ctx<'_>, id: &Value, params: Option<Value>) 
         Ok(ToolStanding::Trusted) => {}
         Ok(ToolStanding::Changed { accepted, seen }) => {
             let reason = format!(
-                "tool `{name}` changed since it was approved for use (definition {seen}, pinned {accepted}); calls are refused until an administrator accepts it with `countersign mcp accept {gate} {name}`"
+                "tool `{name}` changed since it was approved for use (definition {seen}, pinned {accepted}); calls are refused until an administrator reviews it (`countersign mcp tools`) and accepts it with `countersign mcp accept {gate} {name} {seen}`"
             );
             engine
                 .refuse(principal, attempt, gate, reason.clone())

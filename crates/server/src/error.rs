@@ -63,6 +63,7 @@ impl From<EngineError> for ApiError {
             | EngineError::GrantNotFound(_)
             | EngineError::ToolNotFound { .. } => (S::NOT_FOUND, "not_found"),
             EngineError::ToolUnchanged { .. } => (S::CONFLICT, "tool_unchanged"),
+            EngineError::ToolChangedAgain { .. } => (S::CONFLICT, "tool_changed_again"),
             EngineError::Vote(v) => match v {
                 VoteError::AlreadySettled(_) => (S::CONFLICT, "already_settled"),
                 VoteError::Expired => (S::CONFLICT, "expired"),

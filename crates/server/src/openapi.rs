@@ -47,15 +47,16 @@ pub fn spec() -> Value {
                 "responses": ok("McpToolList", "Pinned tools")
             }},
             "/v1/mcp/tools/accept": {"post": {
-                "summary": "Accept a changed MCP tool definition (administrators): it becomes the pinned one and its calls are no longer refused; 404 for an unknown tool, 409 `tool_unchanged` when there is no change to accept",
+                "summary": "Accept a changed MCP tool definition (administrators): it becomes the pinned one and its calls are no longer refused; bound to the changed definition reviewed, named by its fingerprint (`changed_fingerprint` of the list); 404 for an unknown tool, 409 `tool_unchanged` when there is no change to accept, 409 `tool_changed_again` when the changed definition is no longer the one named",
                 "requestBody": body("McpToolAccept"),
                 "responses": ok("McpTool", "The tool as now pinned")
             }}
     });
     let mcp_schemas = json!({
-                "McpToolAccept": {"type": "object", "required": ["gate", "tool"], "additionalProperties": false, "properties": {
+                "McpToolAccept": {"type": "object", "required": ["gate", "tool", "fingerprint"], "additionalProperties": false, "properties": {
                     "gate": {"type": "string", "description": "The MCP gate's name"},
-                    "tool": {"type": "string", "description": "The tool's name"}
+                    "tool": {"type": "string", "description": "The tool's name"},
+                    "fingerprint": {"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "The changed definition's fingerprint, as reviewed (`changed_fingerprint` in the list)"}
                 }},
                 "McpTool": {"type": "object", "properties": {
                     "gate": {"type": "string"}, "tool": {"type": "string"},

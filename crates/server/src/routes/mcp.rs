@@ -7,7 +7,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, Params};
 use axum::Json;
 use axum::extract::State;
-use countersign_core::KnownTool;
+use countersign_core::{KnownTool, ToolFingerprint};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -55,6 +55,8 @@ pub async fn list(
 pub struct AcceptBody {
     gate: String,
     tool: String,
+    /// The changed definition's fingerprint, as reviewed: accepting is bound to it.
+    fingerprint: ToolFingerprint,
 }
 
 pub async fn accept(
@@ -69,7 +71,7 @@ pub async fn accept(
     }
     let tool = state
         .engine
-        .accept_tool(&caller.principal, &body.gate, &body.tool)
+        .accept_tool(&caller.principal, &body.gate, &body.tool, body.fingerprint)
         .await?;
     Ok(Json(view(&tool)))
 }
