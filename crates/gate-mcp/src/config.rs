@@ -38,6 +38,13 @@ pub struct McpGateSection {
     /// Largest JSON-RPC message accepted from either side, in bytes.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
+    /// Most sessions (each with its own upstream connection, for stdio its own process) open
+    /// at once, over all principals.
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
+    /// Most sessions one principal may have open at once.
+    #[serde(default = "default_max_sessions_per_principal")]
+    pub max_sessions_per_principal: usize,
     /// Variables set for a stdio upstream, given literally. The upstream starts with an empty
     /// environment: only these, `env_pass` and [`BASE_ENV`] reach it.
     #[serde(default)]
@@ -62,6 +69,12 @@ fn default_idle_timeout() -> String {
 }
 fn default_max_message_bytes() -> usize {
     4 * 1024 * 1024
+}
+fn default_max_sessions() -> usize {
+    64
+}
+fn default_max_sessions_per_principal() -> usize {
+    8
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +137,8 @@ pub struct GateConfig {
     pub request_timeout: Duration,
     pub session_idle_timeout: Duration,
     pub max_message_bytes: usize,
+    pub max_sessions: usize,
+    pub max_sessions_per_principal: usize,
 }
 
 impl McpGateSection {
@@ -191,6 +206,11 @@ impl McpGateSection {
                 .map(Duration::from_millis)
                 .map_err(|e| invalid(format!("{key}: {e}")))
         };
+        if self.max_sessions == 0 || self.max_sessions_per_principal == 0 {
+            return Err(invalid(
+                "max_sessions and max_sessions_per_principal must be at least 1".into(),
+            ));
+        }
         if self.max_message_bytes < 1024 {
             return Err(invalid("max_message_bytes must be at least 1024".into()));
         }
@@ -213,6 +233,8 @@ impl McpGateSection {
             request_timeout: duration("request_timeout", &self.request_timeout)?,
             session_idle_timeout: duration("session_idle_timeout", &self.session_idle_timeout)?,
             max_message_bytes: self.max_message_bytes,
+            max_sessions: self.max_sessions,
+            max_sessions_per_principal: self.max_sessions_per_principal,
         })
     }
 }
@@ -262,6 +284,7 @@ mod tests {
             "name = \"t\"\nlisten = \"x\"\nurl = \"http://h/mcp\"\nupstream_protocol = \"2024-11-05\"",
             "name = \"t\"\nlisten = \"x\"\nurl = \"http://h/mcp\"\nrequest_timeout = \"soon\"",
             "name = \"t\"\nlisten = \"x\"\nurl = \"http://h/mcp\"\nenv_pass = [\"HOME\"]",
+            "name = \"t\"\nlisten = \"x\"\nurl = \"http://h/mcp\"\nmax_sessions = 0",
             "name = \"t\"\nlisten = \"x\"\ncommand = [\"a\"]\nenv_pass = [\"A=B\"]",
             "name = \"t\"\nlisten = \"x\"\ncommand = [\"a\"]\nenv = {\"\": \"x\"}",
         ] {

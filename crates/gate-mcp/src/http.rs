@@ -4,7 +4,7 @@
 //! 2026-07-28 envelope and headers). Answers are one JSON body, or an SSE stream when progress
 //! or server messages come before the response.
 
-use crate::session::{self, Incoming, Session};
+use crate::session::{self, Incoming, OpenError, Session};
 use crate::{Gate, jsonrpc, protocol};
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -330,6 +330,7 @@ async fn post_mcp(
             StatusCode::ACCEPTED.into_response()
         }
         (None, Message::Request { id, method, params }) if method == "initialize" => {
+            let principal_name = principal.reference().to_string();
             match session::initialize(&gate, principal, params.as_ref()).await {
                 Ok((session, result)) => {
                     let mut resp = json_response(StatusCode::OK, &jsonrpc::result(&id, result));
@@ -338,14 +339,7 @@ async fn post_mcp(
                     }
                     resp
                 }
-                Err(e) => json_response(
-                    StatusCode::OK,
-                    &jsonrpc::error(
-                        &id,
-                        jsonrpc::UPSTREAM_UNAVAILABLE,
-                        &format!("cannot reach the upstream MCP server: {e}"),
-                    ),
-                ),
+                Err(e) => open_refused(&gate, &principal_name, &id, &e),
             }
         }
         (None, Message::Request { id, method, params })
@@ -370,16 +364,7 @@ async fn post_mcp(
             }
             let session = match session::for_principal(&gate, &principal).await {
                 Ok(s) => s,
-                Err(e) => {
-                    return json_response(
-                        StatusCode::OK,
-                        &jsonrpc::error(
-                            &id,
-                            jsonrpc::UPSTREAM_UNAVAILABLE,
-                            &format!("cannot reach the upstream MCP server: {e}"),
-                        ),
-                    );
-                }
+                Err(e) => return open_refused(&gate, &principal.reference().to_string(), &id, &e),
             };
             let key = hex::encode(rand::random::<[u8; 12]>());
             let Some(cancel) = session.begin(key.clone()) else {
@@ -419,6 +404,21 @@ async fn post_mcp(
             )
         }
     }
+}
+
+/// The answer when no session could be opened: a full gate is 503, a principal at its own
+/// cap 429 (both logged, a loop of `initialize` shows in the log); an unreachable upstream is
+/// a JSON-RPC error in a 200 as before.
+fn open_refused(gate: &Gate, principal: &str, id: &Value, e: &OpenError) -> Response {
+    let status = match e {
+        OpenError::GateFull(_) => StatusCode::SERVICE_UNAVAILABLE,
+        OpenError::PrincipalFull(_) => StatusCode::TOO_MANY_REQUESTS,
+        OpenError::Upstream(_) => StatusCode::OK,
+    };
+    if status != StatusCode::OK {
+        tracing::warn!(gate = %gate.config.name, %principal, "refused a new MCP session: {}", e.message());
+    }
+    json_response(status, &jsonrpc::error(id, e.code(), &e.message()))
 }
 
 /// Runs the request and answers: one JSON body when the response comes first, else an SSE

@@ -13,6 +13,8 @@ pub const INTERNAL_ERROR: i64 = -32603;
 pub const UPSTREAM_UNAVAILABLE: i64 = -32000;
 /// Implementation-defined: the upstream server did not answer in time.
 pub const UPSTREAM_TIMEOUT: i64 = -32001;
+/// The gate's cap on sessions (in total, or for this principal) is reached.
+pub const TOO_MANY_SESSIONS: i64 = -32002;
 /// MCP 2026-07-28: HTTP headers disagree with the body.
 pub const HEADER_MISMATCH: i64 = -32020;
 /// MCP 2026-07-28: the request's protocol version is not supported.

@@ -12,7 +12,7 @@
 //! it stops when that channel closes (the client went away) or the client cancels.
 
 use crate::upstream::{Negotiated, Upstream};
-use crate::{Gate, calls, jsonrpc, lock, protocol};
+use crate::{Gate, GateConfig, calls, jsonrpc, lock, protocol};
 use countersign_core::Principal;
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
@@ -34,6 +34,67 @@ pub(crate) struct Session {
     in_flight: Mutex<HashMap<String, Arc<Notify>>>,
     streams: Mutex<Streams>,
     last_used: Mutex<Instant>,
+    /// Counts this session against the caps until it is gone.
+    _slot: Slot,
+}
+
+/// Live sessions, in total and per principal, for the caps.
+#[derive(Debug, Default)]
+struct Census {
+    total: usize,
+    by_principal: HashMap<String, usize>,
+}
+
+/// One session's place under the caps; given back when dropped (the session is gone).
+#[derive(Debug)]
+struct Slot {
+    census: Arc<Mutex<Census>>,
+    principal: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut census = lock(&self.census);
+        census.total = census.total.saturating_sub(1);
+        if let Some(n) = census.by_principal.get_mut(&self.principal) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                census.by_principal.remove(&self.principal);
+            }
+        }
+    }
+}
+
+/// Why no session was opened.
+#[derive(Debug)]
+pub(crate) enum OpenError {
+    /// The gate has `max_sessions` open.
+    GateFull(usize),
+    /// This principal has `max_sessions_per_principal` open.
+    PrincipalFull(usize),
+    /// The upstream could not be reached or negotiated with.
+    Upstream(String),
+}
+
+impl OpenError {
+    pub(crate) fn message(&self) -> String {
+        match self {
+            OpenError::GateFull(n) => format!(
+                "the gate has its maximum of {n} MCP sessions open; try again when one ends"
+            ),
+            OpenError::PrincipalFull(n) => format!(
+                "you have the maximum of {n} MCP sessions open at this gate; end one (HTTP DELETE with its Mcp-Session-Id) or let it idle out"
+            ),
+            OpenError::Upstream(e) => format!("cannot reach the upstream MCP server: {e}"),
+        }
+    }
+
+    pub(crate) fn code(&self) -> i64 {
+        match self {
+            OpenError::GateFull(_) | OpenError::PrincipalFull(_) => jsonrpc::TOO_MANY_SESSIONS,
+            OpenError::Upstream(_) => jsonrpc::UPSTREAM_UNAVAILABLE,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -163,9 +224,29 @@ pub(crate) struct Sessions {
     /// concurrent first requests start one upstream, not several.
     by_principal: tokio::sync::Mutex<HashMap<String, Arc<Session>>>,
     principal_index: Mutex<HashMap<String, Arc<Session>>>,
+    census: Arc<Mutex<Census>>,
 }
 
 impl Sessions {
+    /// Takes a place for a new session of `principal`, unless a cap is reached. Checked and
+    /// counted under one lock, so concurrent `initialize`s cannot overshoot.
+    fn reserve(&self, principal: &str, config: &GateConfig) -> Result<Slot, OpenError> {
+        let mut census = lock(&self.census);
+        if census.total >= config.max_sessions {
+            return Err(OpenError::GateFull(config.max_sessions));
+        }
+        let mine = census.by_principal.entry(principal.to_owned()).or_default();
+        if *mine >= config.max_sessions_per_principal {
+            return Err(OpenError::PrincipalFull(config.max_sessions_per_principal));
+        }
+        *mine += 1;
+        census.total += 1;
+        Ok(Slot {
+            census: self.census.clone(),
+            principal: principal.to_owned(),
+        })
+    }
+
     pub(crate) fn count(&self) -> usize {
         lock(&self.by_id).len() + lock(&self.principal_index).len()
     }
@@ -207,7 +288,7 @@ pub(crate) async fn initialize(
     gate: &Arc<Gate>,
     principal: Principal,
     params: Option<&Value>,
-) -> Result<(Arc<Session>, Value), String> {
+) -> Result<(Arc<Session>, Value), OpenError> {
     let requested = params
         .and_then(|p| p.get("protocolVersion"))
         .and_then(Value::as_str)
@@ -227,6 +308,9 @@ pub(crate) async fn initialize(
         .and_then(|p| p.get("clientInfo"))
         .cloned()
         .unwrap_or_else(gate_client_info);
+    let slot = gate
+        .sessions
+        .reserve(&principal.reference().to_string(), &gate.config)?;
     let id = hex::encode(rand::random::<[u8; 16]>());
     let session = open(
         gate,
@@ -235,13 +319,15 @@ pub(crate) async fn initialize(
         version,
         capabilities,
         client_info,
+        slot,
     )
-    .await?;
+    .await
+    .map_err(OpenError::Upstream)?;
     let negotiated = session
         .upstream
         .negotiated()
         .cloned()
-        .ok_or("upstream not negotiated")?;
+        .ok_or_else(|| OpenError::Upstream("upstream not negotiated".into()))?;
     let mut result = json!({
         "protocolVersion": version,
         "capabilities": negotiated.capabilities,
@@ -258,7 +344,7 @@ pub(crate) async fn initialize(
 pub(crate) async fn for_principal(
     gate: &Arc<Gate>,
     principal: &Principal,
-) -> Result<Arc<Session>, String> {
+) -> Result<Arc<Session>, OpenError> {
     let key = principal.reference().to_string();
     let mut pool = gate.sessions.by_principal.lock().await;
     if let Some(s) = pool.get(&key) {
@@ -269,6 +355,7 @@ pub(crate) async fn for_principal(
         pool.remove(&key);
         lock(&gate.sessions.principal_index).remove(&key);
     }
+    let slot = gate.sessions.reserve(&key, &gate.config)?;
     // The gate declares no client capabilities upstream: a 2026-07-28 client has no channel
     // for requests from the server, so none should be invited.
     let session = open(
@@ -278,8 +365,10 @@ pub(crate) async fn for_principal(
         protocol::V2026_07_28,
         json!({}),
         gate_client_info(),
+        slot,
     )
-    .await?;
+    .await
+    .map_err(OpenError::Upstream)?;
     pool.insert(key.clone(), session.clone());
     lock(&gate.sessions.principal_index).insert(key, session.clone());
     Ok(session)
@@ -296,6 +385,7 @@ async fn open(
     version: &'static str,
     capabilities: Value,
     client_info: Value,
+    slot: Slot,
 ) -> Result<Arc<Session>, String> {
     let (tx, mut rx) = mpsc::channel::<Value>(BACKLOG);
     let upstream = Upstream::connect(&gate.config, capabilities, client_info, tx).await?;
@@ -307,6 +397,7 @@ async fn open(
         in_flight: Mutex::default(),
         streams: Mutex::default(),
         last_used: Mutex::new(Instant::now()),
+        _slot: slot,
     });
     let weak = Arc::downgrade(&session);
     tokio::spawn(async move {

@@ -847,3 +847,55 @@ async fn a_tool_listed_twice_is_hidden_and_refused_whichever_copy_is_pinned() {
         .count();
     assert_eq!(refusals, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_capped_per_principal_and_per_gate() {
+    let h = harness(section(json!({
+        "command": [test_server()],
+        "max_sessions": 3,
+        "max_sessions_per_principal": 2,
+    })))
+    .await;
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let mut mine = Vec::new();
+    for _ in 0..2 {
+        let mut c = Client::new(&h.mcp_url, AGENT);
+        c.initialize("2025-11-25").await;
+        mine.push(c);
+    }
+    // A third session of the same principal: refused, and no process started for it.
+    let over = Client::new(&h.mcp_url, AGENT).send(&init, &[]).await;
+    assert_eq!(
+        (over.status, over.error_code()),
+        (429, Some(-32002)),
+        "{over:?}"
+    );
+    assert!(over.headers.get("mcp-session-id").is_none());
+    assert_eq!(h.gate.upstream_pids().len(), 2);
+    // Another principal's 2026-07-28 connection takes the last place of the gate.
+    let modern = Client::new(&h.mcp_url, AGENT2);
+    assert_eq!(
+        modern.tool(1, "echo", json!({"message": "x"})).await.text(),
+        "x"
+    );
+    let full = Client::new(&h.mcp_url, AGENT2).send(&init, &[]).await;
+    assert_eq!(
+        (full.status, full.error_code()),
+        (503, Some(-32002)),
+        "{full:?}"
+    );
+    assert_eq!(h.gate.upstream_pids().len(), 3);
+    // The open sessions keep working, and ending one gives its place back.
+    assert_eq!(
+        mine[0]
+            .tool(2, "echo", json!({"message": "y"}))
+            .await
+            .text(),
+        "y"
+    );
+    assert_eq!(mine.pop().unwrap().delete().await, 204);
+    let mut again = Client::new(&h.mcp_url, AGENT);
+    again.initialize("2025-11-25").await;
+    assert_eq!(h.gate.session_count(), 3);
+}
