@@ -13,9 +13,54 @@ use crate::attempt::{Action, Resource};
 use crate::canonical::write_canonical;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::fmt;
 
 const DOMAIN: &[u8] = b"countersign.payload.v2\0";
+
+/// Gives a SHA-256 newtype (`struct Name([u8; 32])`) its text form: 64 lowercase hex digits
+/// for `to_hex`, `Display`, `Debug` and serde, parsed back by `parse_hex`.
+macro_rules! sha256_hex_text {
+    ($name:ident, $what:literal) => {
+        impl $name {
+            pub fn to_hex(&self) -> String {
+                hex::encode(self.0)
+            }
+
+            pub fn parse_hex(text: &str) -> Result<$name, String> {
+                let mut out = [0u8; 32];
+                hex::decode_to_slice(text, &mut out).map_err(|e| {
+                    format!(concat!($what, " `{}` is not 64 hex digits: {}"), text, e)
+                })?;
+                Ok($name(out))
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                $name::parse_hex(&value)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> String {
+                value.to_hex()
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self.to_hex())
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.to_hex())
+            }
+        }
+    };
+}
+pub(crate) use sha256_hex_text;
 
 /// SHA-256 of an attempt's canonical action, resources and payload; shown as 64 hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -38,43 +83,9 @@ impl PayloadDigest {
         write_canonical(&document, &mut bytes);
         PayloadDigest(Sha256::digest(&bytes).into())
     }
-
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-
-    pub fn parse_hex(text: &str) -> Result<PayloadDigest, String> {
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(text, &mut out)
-            .map_err(|e| format!("payload digest `{text}` is not 64 hex digits: {e}"))?;
-        Ok(PayloadDigest(out))
-    }
 }
 
-impl TryFrom<String> for PayloadDigest {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        PayloadDigest::parse_hex(&value)
-    }
-}
-
-impl From<PayloadDigest> for String {
-    fn from(value: PayloadDigest) -> String {
-        value.to_hex()
-    }
-}
-
-impl fmt::Debug for PayloadDigest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PayloadDigest({})", self.to_hex())
-    }
-}
-
-impl fmt::Display for PayloadDigest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
+sha256_hex_text!(PayloadDigest, "payload digest");
 
 #[cfg(test)]
 mod tests {

@@ -12,7 +12,6 @@ use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use std::fmt;
 
 const DOMAIN: &[u8] = b"countersign.mcp-tool.v1\0";
 
@@ -51,43 +50,9 @@ impl ToolFingerprint {
         write_canonical(definition, &mut bytes);
         ToolFingerprint(Sha256::digest(&bytes).into())
     }
-
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-
-    pub fn parse_hex(text: &str) -> Result<ToolFingerprint, String> {
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(text, &mut out)
-            .map_err(|e| format!("tool fingerprint `{text}` is not 64 hex digits: {e}"))?;
-        Ok(ToolFingerprint(out))
-    }
 }
 
-impl TryFrom<String> for ToolFingerprint {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        ToolFingerprint::parse_hex(&value)
-    }
-}
-
-impl From<ToolFingerprint> for String {
-    fn from(value: ToolFingerprint) -> String {
-        value.to_hex()
-    }
-}
-
-impl fmt::Debug for ToolFingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ToolFingerprint({})", self.to_hex())
-    }
-}
-
-impl fmt::Display for ToolFingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
+crate::digest::sha256_hex_text!(ToolFingerprint, "tool fingerprint");
 
 /// A definition and its fingerprint.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
