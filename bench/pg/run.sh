@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # pgbench against PostgreSQL directly, through pgbouncer (session mode) and through the
 # countersign gate, one after another in one run; prints TPS and latency for each and the
-# ratios to direct. Read-only (-S), 1 and 8 clients, simple and prepared protocol.
+# ratios to direct, and the CPU time the proxy (pgbouncer or the gateway) spent per
+# transaction. Read-only (-S), 1 and 8 clients, simple and prepared protocol.
 #
 #   bench/pg/run.sh            # DURATION=10 CLIENTS="1 8" MODES="simple prepared"
 #
@@ -97,6 +98,7 @@ upstream = "postgres://postgres@$PG_HOST:$PG_PORT/$DB"
 TOML
 RUST_LOG=warn "$bin" serve --config "$work/countersign.toml" 2>"$work/countersign.log" &
 pids+=($!)
+gate_pid=$!
 
 wait_port() {
     for _ in $(seq 100); do
@@ -109,14 +111,20 @@ wait_port() {
 wait_port "$BOUNCER_PORT"
 wait_port "$GATE_PORT"
 
-# run TARGET MODE CLIENTS -> "tps median_latency_us"
+# CPU time (user + system, clock ticks) a process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# run TARGET MODE CLIENTS -> "tps median_latency_us proxy_cpu_us_per_transaction"
+# (the last is "-" for direct, where there is no proxy).
 run() {
-    local target=$1 mode=$2 clients=$3 port user
+    local target=$1 mode=$2 clients=$3 port user proxy=""
     case $target in
         direct) port=$PG_PORT user=postgres ;;
-        pgbouncer) port=$BOUNCER_PORT user=postgres ;;
-        gate) port=$GATE_PORT user=bench-agent ;;
+        pgbouncer) port=$BOUNCER_PORT user=postgres proxy=$(cat "$work/pgbouncer.pid") ;;
+        gate) port=$GATE_PORT user=bench-agent proxy=$gate_pid ;;
     esac
+    local before=0
+    [ -n "$proxy" ] && before=$(cpu_ticks "$proxy")
     local prefix="$work/log-$target-$mode-$clients"
     local out
     out=$(cd "$work" && PGPASSWORD="$token" pgbench -n -S -M "$mode" -c "$clients" -j "$clients" \
@@ -131,22 +139,29 @@ run() {
     local median
     median=$(cat "$prefix".* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
     rm -f "$prefix".*
-    echo "$tps $median"
+    local cpu=-
+    if [ -n "$proxy" ]; then
+        local transactions
+        transactions=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
+        cpu=$(awk -v t="$(( $(cpu_ticks "$proxy") - before ))" -v hz="$(getconf CLK_TCK)" -v n="$transactions" \
+            'BEGIN { printf "%.0f", t * 1e6 / hz / n }')
+    fi
+    echo "$tps $median $cpu"
 }
 
 printf '\npgbench -S, %ss per run, scale %s, %s\n\n' "$DURATION" "$SCALE" "$(nproc) cores"
-printf '%-9s %-8s %-10s %12s %12s %10s %14s\n' mode clients target tps "median µs" "tps/direct" "added µs (p50)"
+printf '%-9s %-8s %-10s %12s %12s %10s %14s %14s\n' mode clients target tps "median µs" "tps/direct" "added µs (p50)" "proxy CPU µs/tx"
 for mode in $MODES; do
     for clients in $CLIENTS; do
-        read -r d_tps d_lat < <(run direct "$mode" "$clients")
+        read -r d_tps d_lat _ < <(run direct "$mode" "$clients")
         for target in direct pgbouncer gate; do
             if [ "$target" = direct ]; then
-                tps=$d_tps lat=$d_lat
+                tps=$d_tps lat=$d_lat cpu=-
             else
-                read -r tps lat < <(run "$target" "$mode" "$clients")
+                read -r tps lat cpu < <(run "$target" "$mode" "$clients")
             fi
-            awk -v m="$mode" -v c="$clients" -v t="$target" -v tps="$tps" -v lat="$lat" -v dt="$d_tps" -v dl="$d_lat" \
-                'BEGIN { printf "%-9s %-8s %-10s %12.0f %12d %9.0f%% %14d\n", m, c, t, tps, lat, 100*tps/dt, lat-dl }'
+            awk -v m="$mode" -v c="$clients" -v t="$target" -v tps="$tps" -v lat="$lat" -v dt="$d_tps" -v dl="$d_lat" -v cpu="$cpu" \
+                'BEGIN { printf "%-9s %-8s %-10s %12.0f %12d %9.0f%% %14d %14s\n", m, c, t, tps, lat, 100*tps/dt, lat-dl, cpu }'
         done
     done
 done

@@ -212,11 +212,8 @@ async fn start_pg_gates(setup: &Setup, engine: &Engine) -> Result<()> {
         .iter()
         .map(PrincipalSection::to_pg_login)
         .collect::<Result<Vec<_>>>()?;
-    let mut names = BTreeSet::new();
+    unique_names("PostgreSQL", setup.pg_gates.iter().map(|s| s.name.as_str()))?;
     for section in &setup.pg_gates {
-        if !names.insert(section.name.as_str()) {
-            anyhow::bail!("two PostgreSQL gates are named `{}`", section.name);
-        }
         let config = section.resolve()?;
         let listen = config.listen.clone();
         let gate = countersign_gate_pg::Gate::new(config, engine.clone(), logins.clone());
@@ -230,17 +227,25 @@ async fn start_pg_gates(setup: &Setup, engine: &Engine) -> Result<()> {
     Ok(())
 }
 
+/// Refuses two gates of one kind under one name: their resources would be the same ones.
+fn unique_names<'a>(kind: &str, names: impl Iterator<Item = &'a str>) -> Result<()> {
+    let mut seen = BTreeSet::new();
+    for name in names {
+        if !seen.insert(name) {
+            anyhow::bail!("two {kind} gates are named `{name}`");
+        }
+    }
+    Ok(())
+}
+
 /// Resolves, binds and starts every `[[gates.mcp]]`, like the PostgreSQL gates.
 async fn start_mcp_gates(setup: &Setup, engine: &Engine) -> Result<()> {
     if setup.mcp_gates.is_empty() {
         return Ok(());
     }
     let principals = setup.principals()?;
-    let mut names = BTreeSet::new();
+    unique_names("MCP", setup.mcp_gates.iter().map(|s| s.name.as_str()))?;
     for section in &setup.mcp_gates {
-        if !names.insert(section.name.as_str()) {
-            anyhow::bail!("two MCP gates are named `{}`", section.name);
-        }
         let config = section.resolve()?;
         let listen = config.listen.clone();
         let gate = countersign_gate_mcp::Gate::new(config, engine.clone(), principals.clone());

@@ -401,6 +401,16 @@ fn config_errors_stop_serve() {
             "\n[audit]\ncheckpoint_every = \"soon\"",
             "checkpoint_every",
         ),
+        (
+            "two PostgreSQL gates under one name",
+            &"\n[[gates.postgres]]\nname = \"prod\"\nlisten = \"127.0.0.1:0\"\nupstream = \"postgres://app@127.0.0.1/app\"".repeat(2),
+            "two PostgreSQL gates are named `prod`",
+        ),
+        (
+            "two MCP gates under one name",
+            &"\n[[gates.mcp]]\nname = \"tools\"\nlisten = \"127.0.0.1:0\"\ncommand = [\"true\"]".repeat(2),
+            "two MCP gates are named `tools`",
+        ),
     ];
     for (case, line, expected) in cases {
         let dir = temp_dir();
@@ -660,44 +670,27 @@ fn serve_starts_mcp_gates_and_the_mcp_commands_reach_the_api() {
 
     let config = dir.path().join("countersign.toml");
     let config = config.to_str().unwrap();
-    let refused = cli(
-        dir.path(),
-        Some(BOB_TOKEN),
-        &[
-            "mcp",
-            "accept",
-            "tools",
-            "rm",
-            ZERO_FINGERPRINT,
-            "--config",
-            config,
-        ],
-    );
-    assert_ne!(refused.code, Some(0));
-    assert!(
-        refused.stderr.contains("administrators"),
-        "{}",
-        refused.describe()
-    );
-    let unknown = cli(
-        dir.path(),
-        Some(TOKENS.alice),
-        &[
-            "mcp",
-            "accept",
-            "tools",
-            "rm",
-            ZERO_FINGERPRINT,
-            "--config",
-            config,
-        ],
-    );
-    assert_ne!(unknown.code, Some(0));
-    assert!(
-        unknown.stderr.contains("never seen a tool named `rm`"),
-        "{}",
-        unknown.describe()
-    );
+    // A reviewer is not an administrator; an administrator cannot accept a tool never seen.
+    for (token, why) in [
+        (BOB_TOKEN, "administrators"),
+        (TOKENS.alice, "never seen a tool named `rm`"),
+    ] {
+        let refused = cli(
+            dir.path(),
+            Some(token),
+            &[
+                "mcp",
+                "accept",
+                "tools",
+                "rm",
+                ZERO_FINGERPRINT,
+                "--config",
+                config,
+            ],
+        );
+        assert_ne!(refused.code, Some(0));
+        assert!(refused.stderr.contains(why), "{}", refused.describe());
+    }
     cli_ok(
         dir.path(),
         Some(TOKENS.alice),

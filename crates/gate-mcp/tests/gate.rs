@@ -13,6 +13,29 @@ fn stdio() -> Value {
     section(json!({"command": [test_server()]}))
 }
 
+/// A gate whose test server reads what `variable` names from a file (written with `initial`,
+/// if given), after a first session has listed, and so pinned, `delete_file`. Returns the file
+/// for the test to change what the server says next.
+async fn delete_file_pinned(
+    variable: &str,
+    initial: Option<&str>,
+) -> (support::Harness, tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("server-says");
+    if let Some(text) = initial {
+        std::fs::write(&file, text).unwrap();
+    }
+    let env = format!("{variable}={}", file.display());
+    let h = harness(section(json!({"command": ["env", env, test_server()]}))).await;
+    let mut first = Client::new(&h.mcp_url, AGENT);
+    first.initialize("2025-11-25").await;
+    assert!(
+        names(&first.call(1, "tools/list", json!({})).await).contains(&"delete_file".to_owned())
+    );
+    assert_eq!(first.delete().await, 204);
+    (h, dir, file)
+}
+
 fn names(answer: &support::Answer) -> Vec<String> {
     answer.response()["result"]["tools"]
         .as_array()
@@ -219,17 +242,8 @@ async fn cancelled_or_abandoned_holds_withdraw_their_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_tool_is_hidden_and_refused_until_an_administrator_accepts_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let description = dir.path().join("description");
-    std::fs::write(&description, "Deletes a file").unwrap();
-    let env = format!("TEST_MCP_DESCRIPTION_FILE={}", description.display());
-    let h = harness(section(json!({"command": ["env", env, test_server()]}))).await;
-    let mut first = Client::new(&h.mcp_url, AGENT);
-    first.initialize("2025-11-25").await;
-    assert!(
-        names(&first.call(1, "tools/list", json!({})).await).contains(&"delete_file".to_owned())
-    );
-    assert_eq!(first.delete().await, 204);
+    let (h, _dir, description) =
+        delete_file_pinned("TEST_MCP_DESCRIPTION_FILE", Some("Deletes a file")).await;
 
     // The server now says something else about the same tool: a rug pull.
     std::fs::write(
@@ -794,16 +808,7 @@ async fn requests_sent_as_notifications_never_reach_the_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tool_listed_twice_is_hidden_and_refused_whichever_copy_is_pinned() {
-    let dir = tempfile::tempdir().unwrap();
-    let duplicate = dir.path().join("duplicate");
-    let env = format!("TEST_MCP_DUPLICATE_FILE={}", duplicate.display());
-    let h = harness(section(json!({"command": ["env", env, test_server()]}))).await;
-    let mut first = Client::new(&h.mcp_url, AGENT);
-    first.initialize("2025-11-25").await;
-    assert!(
-        names(&first.call(1, "tools/list", json!({})).await).contains(&"delete_file".to_owned())
-    );
-    assert_eq!(first.delete().await, 204);
+    let (h, _dir, duplicate) = delete_file_pinned("TEST_MCP_DUPLICATE_FILE", None).await;
 
     // The pinned definition stays listed, and a poisoned copy of the same name follows it.
     std::fs::write(

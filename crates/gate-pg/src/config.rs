@@ -327,6 +327,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_gate_serves_at_least_one_session() {
+        let section = |max_connections| PgGateSection {
+            name: "prod".into(),
+            listen: "127.0.0.1:0".into(),
+            upstream: "postgres://app@127.0.0.1/app".into(),
+            upstream_password_env: None,
+            upstream_password_file: None,
+            tls_cert: None,
+            tls_key: None,
+            tables: BTreeMap::new(),
+            max_connections,
+        };
+        let e = section(0).resolve().err().unwrap().to_string();
+        assert!(e.contains("max_connections"), "{e}");
+        assert_eq!(section(1).resolve().unwrap().max_connections, 1);
+    }
+
+    #[test]
     fn parses_upstream_urls() {
         let u = UpstreamUrl::parse("postgres://app@db.internal:6000/prod_db").unwrap();
         assert_eq!(

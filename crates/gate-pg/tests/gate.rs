@@ -66,9 +66,8 @@ fn main() {
     let cluster = Cluster::start(&certs);
     let gw = rt.block_on(Gateway::start(GateOptions {
         upstream_port: cluster.port,
-        upstream_tls_root: None,
         client_tls: Some(&certs),
-        max_connections: None,
+        ..Default::default()
     }));
     let ctx = Ctx { cluster, certs, gw };
     let mut failed = Vec::new();
@@ -122,9 +121,8 @@ impl Ctx {
     async fn own_gateway(&self, max_connections: Option<usize>) -> Gateway {
         Gateway::start(GateOptions {
             upstream_port: self.cluster.port,
-            upstream_tls_root: None,
-            client_tls: None,
             max_connections,
+            ..Default::default()
         })
         .await
     }
@@ -645,16 +643,10 @@ async fn malformed_input_gets_clear_errors_and_other_sessions_continue(c: &Ctx) 
 async fn upstream_down_is_a_clear_fatal_error(c: &Ctx) {
     let dead = Gateway::start(GateOptions {
         upstream_port: free_port(),
-        upstream_tls_root: None,
-        client_tls: None,
-        max_connections: None,
+        ..Default::default()
     })
     .await;
-    let e = dead.connect().await.err().unwrap();
-    let msg = e
-        .as_db_error()
-        .map(|d| d.message().to_owned())
-        .unwrap_or_else(|| e.to_string());
+    let msg = dead.refused_login().await;
     assert!(msg.contains("cannot reach the upstream server"), "{msg}");
     // The gate in front of the live cluster is untouched.
     c.shared_gate_still_serves().await;
@@ -725,8 +717,7 @@ async fn upstream_over_verified_tls(c: &Ctx) {
     let tls = Gateway::start(GateOptions {
         upstream_port: c.cluster.port,
         upstream_tls_root: Some(&root),
-        client_tls: None,
-        max_connections: None,
+        ..Default::default()
     })
     .await;
     let db = tls.connect().await.unwrap();
@@ -747,15 +738,10 @@ async fn upstream_over_verified_tls(c: &Ctx) {
     let bad = Gateway::start(GateOptions {
         upstream_port: c.cluster.port,
         upstream_tls_root: Some(&wrong_root),
-        client_tls: None,
-        max_connections: None,
+        ..Default::default()
     })
     .await;
-    let e = bad.connect().await.err().unwrap();
-    let msg = e
-        .as_db_error()
-        .map(|d| d.message().to_owned())
-        .unwrap_or_default();
+    let msg = bad.refused_login().await;
     assert!(msg.contains("TLS"), "{msg}");
 }
 

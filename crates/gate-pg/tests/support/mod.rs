@@ -272,6 +272,7 @@ pub struct Gateway {
     _db: countersign_store::testing::TestDb,
 }
 
+#[derive(Default)]
 pub struct GateOptions<'a> {
     pub upstream_port: u16,
     pub upstream_tls_root: Option<&'a Path>,
@@ -357,6 +358,17 @@ impl Gateway {
             api,
             gate: addr,
             _db: db,
+        }
+    }
+
+    /// Why a login through the gate fails (the server's message, else the client's error).
+    pub async fn refused_login(&self) -> String {
+        match self.connect().await {
+            Ok(_) => panic!("the login was expected to fail"),
+            Err(e) => e
+                .as_db_error()
+                .map(|d| d.message().to_owned())
+                .unwrap_or_else(|| e.to_string()),
         }
     }
 
