@@ -74,6 +74,9 @@ pids+=($!)
 # countersign with one gate in front of the same database; the example policies let agents read.
 token=$("$bin" token new --kind agent --id bench-agent --groups agents 2>/dev/null | sed -n 1p)
 hashes=$(printf '%s\n' "$token" | "$bin" token hash)
+# JOURNAL=0 leaves the audit journal out: reads then wait for the store's commit.
+journal_line=""
+[ "${JOURNAL:-1}" = 1 ] && journal_line="journal = \"$work/journal\""
 cat >"$work/countersign.toml" <<TOML
 [server]
 listen = "127.0.0.1:$API_PORT"
@@ -84,6 +87,7 @@ url = "sqlite://$work/db.sqlite"
 
 [audit]
 key_file = "$work/audit.key"
+$journal_line
 
 [[principals]]
 kind = "agent"

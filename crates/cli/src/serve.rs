@@ -33,6 +33,7 @@ pub async fn run(config_path: Option<&Path>) -> Result<()> {
         EngineConfig {
             public_url: setup.public_url.clone(),
             audit,
+            journal: state.journal.clone(),
         },
     )
     .await

@@ -124,6 +124,7 @@ async fn build() -> Scenario {
         EngineConfig {
             public_url: "http://127.0.0.1:9".into(),
             audit: AuditSigning::new(ORIGIN, key, Some(key_file.clone())),
+            journal: None,
         },
     )
     .await

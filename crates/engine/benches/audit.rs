@@ -161,6 +161,7 @@ async fn append(db: &TestDb, tasks: usize, duration: Duration) -> Result<(), Err
         EngineConfig {
             public_url: "http://bench.invalid".into(),
             audit: AuditSigning::new(ORIGIN, key.clone(), None),
+            journal: None,
         },
     )
     .await?;

@@ -19,6 +19,9 @@ pub enum EngineError {
     GrantNotActive(GrantStatus),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The audit journal could not be opened or read back at start-up.
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
     /// The batch holding this step failed to commit and was rolled back; nothing was written.
     #[error("not recorded: {0}")]
     NotRecorded(String),

@@ -11,8 +11,10 @@
 
 mod audit;
 pub mod audit_io;
+mod backlog;
 mod error;
 mod grants;
+mod journal;
 pub mod keyfile;
 mod tools;
 mod tree;
@@ -21,9 +23,12 @@ mod writer;
 pub use audit_io::InclusionProof;
 pub use countersign_store::RequestFilter;
 pub use error::EngineError;
+pub use journal::JournalError;
 pub use tools::tool_resource;
 pub use tree::AuditSigning;
 
+use audit::attempt_event;
+use backlog::Admission;
 use countersign_audit::note::VerifierKey;
 use countersign_audit::{AuditEvent, AuditRecord, EventKind};
 use countersign_core::{
@@ -46,7 +51,14 @@ pub struct EngineConfig {
     /// Base of the review links handed to requesters, e.g. `http://127.0.0.1:8480`.
     pub public_url: String,
     pub audit: AuditSigning,
+    /// The directory of the audit journal. With one, the decisions [`Engine::check_ahead`]
+    /// answers ahead are journaled and acted on at once, reaching the store within
+    /// [`JOURNAL_DELAY`]; without one they wait for their commit.
+    pub journal: Option<std::path::PathBuf>,
 }
+
+/// Longest a journaled record waits before the writer commits it to the store.
+pub const JOURNAL_DELAY: Duration = backlog::DELAY;
 
 /// The answer to an attempt.
 #[derive(Clone, Debug, PartialEq)]
@@ -111,6 +123,8 @@ struct Inner {
     reloading: tokio::sync::Mutex<()>,
     policies: RwLock<Arc<LoadedPolicies>>,
     jobs: mpsc::Sender<Job>,
+    /// Records that need no answer from the writer, for its next batch.
+    backlog: Arc<backlog::Backlog>,
     shared: Arc<Shared>,
 }
 
@@ -213,6 +227,22 @@ impl Engine {
         policies: LoadedPolicies,
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
+        // The journal first: what a crash left in it is committed before anything else.
+        let backlog = Arc::new(match &config.journal {
+            Some(dir) => {
+                let (journal, recovered) =
+                    journal::Journal::open(dir, store.journal_mark().await?)?;
+                if !recovered.is_empty() {
+                    tracing::warn!(
+                        records = recovered.len(),
+                        journal = %dir.display(),
+                        "committing audit records the last run journaled but did not store"
+                    );
+                }
+                backlog::Backlog::new(Some(journal), recovered)
+            }
+            None => backlog::Backlog::new(None, Vec::new()),
+        });
         let frontier = store.audit_frontier().await?;
         let signed = store.latest_checkpoint().await?.map_or(0, |(size, _)| size);
         let shared = Arc::new(Shared {
@@ -222,13 +252,21 @@ impl Engine {
             deadline_changed: Notify::new(),
             notices: broadcast::channel(NOTICE_BACKLOG).0,
         });
-        let EngineConfig { public_url, audit } = config;
+        let EngineConfig {
+            public_url, audit, ..
+        } = config;
         let origin = audit.origin.clone();
         let key_file = audit.key_file.clone();
         let verifier = RwLock::new(audit.key.verifier());
         let (jobs, rx) = mpsc::channel(writer::MAX_BATCH * 4);
         let tree = tree::Tree::new(frontier, signed, audit);
-        tokio::spawn(writer::run(store.clone(), tree, rx, shared.clone()));
+        tokio::spawn(writer::run(
+            store.clone(),
+            tree,
+            rx,
+            backlog.clone(),
+            shared.clone(),
+        ));
         let engine = Engine {
             inner: Arc::new(Inner {
                 store,
@@ -240,6 +278,7 @@ impl Engine {
                 reloading: tokio::sync::Mutex::new(()),
                 policies: RwLock::new(Arc::new(policies)),
                 jobs,
+                backlog,
                 shared,
             }),
         };
@@ -300,7 +339,10 @@ impl Engine {
     }
 
     /// Like [`Engine::check`], but an allow that changes no state (a plain permit, no grant
-    /// spent) is answered as soon as it is decided, together with the [`Logging`] of its audit
+    /// spent) is answered before its commit. With an audit journal, the record is journaled
+    /// (safe from a crash of the process, committed within [`JOURNAL_DELAY`]) and the allow
+    /// comes without a [`Logging`]: the caller may act on it at once. Without one (or while
+    /// the store is failing, or the backlog is full) it comes with the [`Logging`] of its
     /// record. Every other verdict is answered durable, as by `check`, with no `Logging`.
     ///
     /// For gates whose action has no effect but the data it returns: the gate may start the
@@ -383,6 +425,11 @@ impl Engine {
                     grant_id: None,
                     digest,
                 };
+                match self.inner.backlog.push_decision(attempt_event(&job, now)) {
+                    Admission::Recorded => return (allow, None),
+                    Admission::Failed(e) => return (not_recorded(&e), None),
+                    Admission::Declined => {}
+                }
                 return match self
                     .enqueue(|reply| Job::Decision(Box::new(job), reply))
                     .await
@@ -941,10 +988,10 @@ impl Engine {
 
     /// Logs what became of an attempt a gate acted on (a statement's command tag or error, a
     /// tool call's result). The decision was logged before the action ran; this event follows
-    /// it, so the call returns once the event is queued, and it commits with the next batch a
-    /// caller waits for (within [`writer::DEFERRED_DELAY`] at the latest). Waiting here would
-    /// stall the gate's result stream for nothing.
-    pub async fn record_outcome(
+    /// it, so the call returns once the event is queued (and journaled, with a journal), and it
+    /// commits with the writer's next batch (within [`JOURNAL_DELAY`] at the latest). Waiting
+    /// here would stall the gate's result stream for nothing.
+    pub fn record_outcome(
         &self,
         principal: &Principal,
         channel: &str,
@@ -968,11 +1015,7 @@ impl Engine {
         event.channel = Some(channel.to_owned());
         event.outcome = Some(if succeeded { "succeeded" } else { "failed" }.to_owned());
         event.reason = Some(detail);
-        self.inner
-            .jobs
-            .send(Job::Deferred(Box::new(event)))
-            .await
-            .map_err(|_| EngineError::Stopped)
+        self.inner.backlog.push_record(event)
     }
 
     /// Verifies the whole stored log as an auditor would: every leaf against its event, the

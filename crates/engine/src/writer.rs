@@ -2,8 +2,10 @@
 //! that commits them in batches (group commit).
 //!
 //! Callers send a [`Job`] and wait for its reply. The writer takes whatever jobs are queued
-//! (up to [`MAX_BATCH`]), runs them in one transaction, commits once (one fsync for the lot), and
-//! only then replies: a caller never acts on a decision whose audit event is not durable. Because
+//! (up to [`MAX_BATCH`]) and whatever records the backlog holds (see `backlog.rs`), runs them in
+//! one transaction, commits once (one fsync for the lot), and only then replies: a caller never
+//! acts on a decision whose audit event is not durable, or, for a record taken by the backlog,
+//! journaled. Because
 //! there is one writer, the audit tree has one right edge and read-check-write steps (a vote,
 //! the use of a single-use grant) cannot interleave.
 //!
@@ -15,6 +17,7 @@
 
 use crate::EngineError;
 use crate::audit::{attempt_event, grant_event, request_event};
+use crate::backlog::{Backlog, Drained};
 use crate::tree::Tree;
 use countersign_audit::note::SigningKey;
 use countersign_audit::{AuditEvent, EventKind};
@@ -24,13 +27,11 @@ use countersign_core::{
     RequestStatus, Timestamp, ToolFingerprint, ToolStanding, Verdict, Vote, VoteError, VoteOutcome,
 };
 use countersign_store::{Store, StoreTx};
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 /// Most jobs committed in one transaction.
 pub(crate) const MAX_BATCH: usize = 1024;
-
-/// Longest a batch of only deferred records waits for company before it commits alone.
-pub(crate) const DEFERRED_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Longest a batch may take from `BEGIN` to `COMMIT`. A database that stops answering
 /// mid-transaction would otherwise hold every decision; past this the batch is abandoned (and
@@ -95,10 +96,6 @@ pub(crate) enum Job {
         policy_version: Option<(String, Vec<String>, usize)>,
         reply: Reply<()>,
     },
-    /// An after-the-fact record nobody waits for (what became of an action a gate forwarded).
-    /// It rides with the next batch a caller does wait for, or commits after
-    /// [`DEFERRED_DELAY`], so it does not cost a commit of its own.
-    Deferred(Box<AuditEvent>),
     /// Logs the new key's announcement, has the old key sign a checkpoint covering it, then
     /// signs with the new key.
     RotateKey {
@@ -184,69 +181,72 @@ pub(crate) async fn run(
     store: Store,
     mut tree: Tree,
     mut jobs: mpsc::Receiver<Job>,
+    backlog: Arc<Backlog>,
     effects: impl Effects,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    let mut done: Vec<Done> = Vec::with_capacity(MAX_BATCH);
-    let mut fx: Vec<Effect> = Vec::new();
-    loop {
+    let mut open = true;
+    while open {
         // With events waiting for a signature, wake when their checkpoint falls due even if no
         // job arrives; an empty batch then signs it.
         let deadline = tree.deadline();
         tokio::select! {
-            n = jobs.recv_many(&mut batch, MAX_BATCH) => if n == 0 { break },
+            n = jobs.recv_many(&mut batch, MAX_BATCH) => open = n > 0,
+            () = backlog.due() => {}
             () = sleep_until(deadline), if deadline.is_some() => {}
         }
-        wait_for_company(&mut jobs, &mut batch).await;
-        let mark = tree.mark();
-        let ran = tokio::time::timeout(
-            BATCH_DEADLINE,
-            run_batch(&store, &mut tree, &mut batch, &mut done, &mut fx),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            Err(EngineError::NotRecorded(format!(
-                "the store did not commit within {}s",
-                BATCH_DEADLINE.as_secs()
-            )))
-        });
-        match ran {
-            Ok(()) => {
-                effects.apply(std::mem::take(&mut fx));
-                for reply in done.drain(..) {
-                    reply.send();
-                }
-            }
-            Err(e) => {
-                let jobs = done.len() + batch.len();
-                tracing::error!(error = %e, jobs, "audit write failed; batch rolled back");
-                tree.abandon(mark);
-                fx.clear();
-                let reason = e.to_string();
-                for reply in done.drain(..) {
-                    reply.fail(EngineError::NotRecorded(reason.clone()));
-                }
-                for job in batch.drain(..) {
-                    job.fail(EngineError::NotRecorded(reason.clone()));
-                }
-            }
+        // Once the last handle is gone, one more batch commits what the backlog still holds.
+        if open || !backlog.is_empty() {
+            commit(&store, &mut tree, &backlog, &mut batch, &effects).await;
         }
     }
 }
 
-/// When `batch` holds only deferred records, gathers jobs until one that a caller waits for
-/// arrives (or the batch is full, or [`DEFERRED_DELAY`] passes), so the records share its commit.
-async fn wait_for_company(jobs: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
-    let only_deferred =
-        |b: &[Job]| !b.is_empty() && b.iter().all(|j| matches!(j, Job::Deferred(_)));
-    if !only_deferred(batch) {
-        return;
-    }
-    let until = tokio::time::Instant::now() + DEFERRED_DELAY;
-    while only_deferred(batch) && batch.len() < MAX_BATCH {
-        tokio::select! {
-            n = jobs.recv_many(batch, MAX_BATCH - batch.len()) => if n == 0 { return },
-            () = tokio::time::sleep_until(until) => return,
+/// Runs `batch` and what the backlog holds as one transaction, then answers every caller:
+/// after the commit, or with the failure that kept it from committing.
+async fn commit(
+    store: &Store,
+    tree: &mut Tree,
+    backlog: &Backlog,
+    batch: &mut Vec<Job>,
+    effects: &impl Effects,
+) {
+    let drained = backlog.drain();
+    let mut done = Vec::with_capacity(batch.len());
+    let mut fx = Vec::new();
+    let mark = tree.mark();
+    let ran = tokio::time::timeout(
+        BATCH_DEADLINE,
+        run_batch(store, tree, &drained, batch, &mut done, &mut fx),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(EngineError::NotRecorded(format!(
+            "the store did not commit within {}s",
+            BATCH_DEADLINE.as_secs()
+        )))
+    });
+    match ran {
+        Ok(()) => {
+            backlog.committed(drained.mark);
+            effects.apply(fx);
+            for reply in done {
+                reply.send();
+            }
+        }
+        Err(e) => {
+            let jobs = done.len() + batch.len();
+            let held = drained.events.len();
+            tracing::error!(error = %e, jobs, held, "audit write failed; batch rolled back");
+            tree.abandon(mark);
+            backlog.restore(drained);
+            let reason = e.to_string();
+            for reply in done {
+                reply.fail(EngineError::NotRecorded(reason.clone()));
+            }
+            for job in batch.drain(..) {
+                job.fail(EngineError::NotRecorded(reason.clone()));
+            }
         }
     }
 }
@@ -274,11 +274,6 @@ impl Done {
         }))
     }
 
-    /// For jobs nobody waits for.
-    fn none() -> Done {
-        Done(Box::new(|_| {}))
-    }
-
     fn send(self) {
         (self.0)(None)
     }
@@ -291,10 +286,6 @@ impl Done {
 impl Job {
     fn fail(self, e: EngineError) {
         match self {
-            Job::Deferred(event) => {
-                tracing::error!(error = %e, kind = event.kind.as_str(), "an after-the-fact audit record was lost");
-                return;
-            }
             Job::Decision(_, tx) => Done::new(tx, Err(e)),
             Job::Vote { reply, .. } | Job::Cancel { reply, .. } => Done::new(reply, Err(e)),
             Job::Revoke { reply, .. } => Done::new(reply, Err(e)),
@@ -330,11 +321,19 @@ impl Writer<'_> {
 async fn run_batch(
     store: &Store,
     tree: &mut Tree,
+    drained: &Drained,
     batch: &mut Vec<Job>,
     done: &mut Vec<Done>,
     effects: &mut Vec<Effect>,
 ) -> Result<(), EngineError> {
     let mut tx = store.begin().await?;
+    // The backlog's records came first: they were made before the jobs were taken.
+    for event in &drained.events {
+        tree.append(event);
+    }
+    if let Some(mark) = drained.mark {
+        tx.set_journal_mark(mark).await?;
+    }
     // Oldest job last, so popping keeps arrival order and leaves the rest in `batch`.
     batch.reverse();
     while let Some(job) = batch.pop() {
@@ -344,10 +343,6 @@ async fn run_batch(
             Job::Decision(d, reply) if d.grant.is_none() && d.new_request.is_none() => {
                 tree.append(&attempt_event(&d, now));
                 done.push(Done::new(reply, Ok(Decided::Logged)));
-                continue;
-            }
-            Job::Deferred(event) => {
-                tree.append(&event);
                 continue;
             }
             job => job,
@@ -389,11 +384,6 @@ async fn execute(
     fx: &mut Vec<Effect>,
 ) -> (Done, bool) {
     match job {
-        // Logged without a savepoint by `run_batch`; nothing here can fail.
-        Job::Deferred(event) => {
-            w.append(&event);
-            (Done::none(), false)
-        }
         Job::Decision(d, reply) => {
             let r = decision(w, *d, now, fx).await;
             let failed = r.is_err();
@@ -907,6 +897,7 @@ mod tests {
             EngineConfig {
                 public_url: "http://x".into(),
                 audit: crate::AuditSigning::ephemeral("test.example/countersign").unwrap(),
+                journal: None,
             },
         )
         .await

@@ -41,6 +41,7 @@ async fn start(db: &TestDb, key: &SigningKey, every_events: u64, every: Duration
         EngineConfig {
             public_url: "http://x".into(),
             audit,
+            journal: None,
         },
     )
     .await

@@ -73,6 +73,7 @@ async fn start(db: &TestDb) -> (Store, Engine) {
         EngineConfig {
             public_url: "http://review.test".into(),
             audit: AuditSigning::ephemeral("test.example/countersign").unwrap(),
+            journal: None,
         },
     )
     .await

@@ -70,6 +70,9 @@ countersign_store::both_backends!(
     locked_database_denies_then_recovers,
     policy_can_withhold_the_payload_text,
     check_ahead_answers_only_plain_allows_early,
+    journaled_reads_are_answered_at_once_and_stored_once_in_order,
+    a_crash_loses_no_journaled_record,
+    a_damaged_journal_keeps_the_gateway_from_starting,
     mcp_tools_are_pinned_changed_and_accepted_with_events_across_a_restart,
 );
 
@@ -99,17 +102,34 @@ fn policies() -> LoadedPolicies {
 }
 
 async fn start(db: &TestDb) -> Engine {
-    let store = Store::open(&db.url).await.unwrap();
+    start_with_journal(&db.url, None).await.unwrap()
+}
+
+async fn start_with_journal(
+    url: &str,
+    journal: Option<&std::path::Path>,
+) -> Result<Engine, EngineError> {
+    let store = Store::open(url).await.unwrap();
     Engine::start(
         store,
         policies(),
         EngineConfig {
             public_url: "http://review.test".into(),
             audit: signing(),
+            journal: journal.map(std::path::Path::to_owned),
         },
     )
     .await
-    .unwrap()
+}
+
+/// The payloads of the allowed attempts in the log, in log order.
+fn allowed_payloads(records: &[AuditRecord]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| serde_json::from_str::<serde_json::Value>(&r.event_json).unwrap())
+        .filter(|v| v["kind"] == "attempt" && v["verdict"] == "allow")
+        .map(|v| v["payload"].as_str().unwrap_or_default().to_owned())
+        .collect()
 }
 
 fn agent() -> Principal {
@@ -576,6 +596,7 @@ async fn store_failure_denies(backend: Backend) {
         EngineConfig {
             public_url: "http://x".into(),
             audit: signing(),
+            journal: None,
         },
     )
     .await
@@ -675,6 +696,154 @@ async fn check_ahead_answers_only_plain_allows_early(backend: Backend) {
     assert!(logging.is_none(), "a grant's use is never answered ahead");
 }
 
+async fn journaled_reads_are_answered_at_once_and_stored_once_in_order(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = start_with_journal(&db.url, Some(dir.path())).await.unwrap();
+    let a = agent();
+    let sent: Vec<String> = (0..50).map(|i| format!("SELECT {i}")).collect();
+    for sql in &sent {
+        let (outcome, logging) = engine
+            .check_ahead(&a, attempt("db.read", "prod", sql), "api")
+            .await;
+        assert_eq!(outcome.label(), "allow");
+        assert!(
+            logging.is_none(),
+            "a journaled read has nothing to wait for"
+        );
+    }
+    // Only plain allows are journaled: a held attempt is answered once committed.
+    let (outcome, logging) = engine
+        .check_ahead(&a, attempt("db.export", "prod", "COPY t TO STDOUT"), "api")
+        .await;
+    assert_eq!(outcome.label(), "pending");
+    assert!(logging.is_none());
+    let records = verified_records(&engine).await;
+    assert_eq!(allowed_payloads(&records), sent);
+    let kinds: Vec<String> = records
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<serde_json::Value>(&r.event_json).unwrap()["verdict"].to_string()
+        })
+        .collect();
+    let last_read = kinds.iter().rposition(|k| k == "\"allow\"").unwrap();
+    let held = kinds.iter().position(|k| k == "\"approval\"").unwrap();
+    assert!(last_read < held, "records keep the order they were made in");
+
+    // A restart finds nothing to replay: the store's mark covers the journal.
+    drop(engine);
+    let again = loop {
+        match start_with_journal(&db.url, Some(dir.path())).await {
+            Err(EngineError::Journal(countersign_engine::JournalError::InUse(_))) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => break other.unwrap(),
+        }
+    };
+    assert_eq!(allowed_payloads(&verified_records(&again).await), sent);
+}
+
+/// A gateway that dies with records journaled but not committed (here the store is down, so
+/// none can be) commits them at its next start, each once, in order; and once a commit has
+/// failed, reads are no longer answered ahead but wait for the store, and fail.
+async fn a_crash_loses_no_journaled_record(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (url, journal) = (db.url.clone(), dir.path().to_owned());
+    let journaled = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let journaled = runtime.block_on(async {
+            let store = Store::open(&url).await.unwrap();
+            let engine = Engine::start(
+                store.clone(),
+                policies(),
+                EngineConfig {
+                    public_url: "http://x".into(),
+                    audit: signing(),
+                    journal: Some(journal),
+                },
+            )
+            .await
+            .unwrap();
+            let read = |sql: String| {
+                let engine = engine.clone();
+                async move {
+                    let (outcome, logging) = engine
+                        .check_ahead(&agent(), attempt("db.read", "prod", &sql), "api")
+                        .await;
+                    (sql, outcome, logging)
+                }
+            };
+            let (_, outcome, logging) = read("SELECT 'before'".into()).await;
+            assert!(outcome.label() == "allow" && logging.is_none());
+            engine.checkpoint().await.unwrap();
+            store.close().await;
+            let mut journaled = Vec::new();
+            for i in 0..5 {
+                let (sql, outcome, logging) = read(format!("SELECT {i}")).await;
+                assert_eq!(outcome.label(), "allow");
+                if logging.is_none() {
+                    journaled.push(sql);
+                }
+            }
+            // The first failed commit ends answering ahead: a read now waits, and learns that
+            // its record failed, so the gate withholds its rows.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let (_, outcome, logging) = read("SELECT 'after'".into()).await;
+            let failed = match logging {
+                Some(logging) => logging.durable().await.is_err(),
+                None => outcome.label() == "deny",
+            };
+            assert!(failed, "a read during the outage must fail: {outcome:?}");
+            journaled
+        });
+        // The process dies: its tasks are dropped, the writer never commits again.
+        drop(runtime);
+        journaled
+    })
+    .join()
+    .unwrap();
+    assert!(
+        !journaled.is_empty(),
+        "reads before the first failed commit are journaled"
+    );
+
+    let engine = start_with_journal(&db.url, Some(dir.path())).await.unwrap();
+    let mut expected = vec!["SELECT 'before'".to_owned()];
+    expected.extend(journaled);
+    assert_eq!(allowed_payloads(&verified_records(&engine).await), expected);
+    // And only once, however often the gateway restarts.
+    drop(engine);
+    let engine = loop {
+        match start_with_journal(&db.url, Some(dir.path())).await {
+            Err(EngineError::Journal(countersign_engine::JournalError::InUse(_))) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => break other.unwrap(),
+        }
+    };
+    assert_eq!(allowed_payloads(&verified_records(&engine).await), expected);
+}
+
+async fn a_damaged_journal_keeps_the_gateway_from_starting(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let segment = dir.path().join(format!("{:020}.jsonl", 7));
+    std::fs::write(&segment, "not json\n").unwrap();
+    let err = start_with_journal(&db.url, Some(dir.path()))
+        .await
+        .expect_err("a record that cannot be read back must not be skipped");
+    let text = err.to_string();
+    assert!(
+        text.contains("00000000000000000007.jsonl") && text.contains("line 1"),
+        "{text}"
+    );
+}
+
 async fn broken_reload_keeps_the_previous_set(backend: Backend) {
     let db = TestDb::new(backend).await;
     let engine = start(&db).await;
@@ -759,6 +928,7 @@ async fn locked_database_denies_then_recovers(backend: Backend) {
         EngineConfig {
             public_url: "http://x".into(),
             audit: signing(),
+            journal: None,
         },
     )
     .await

@@ -714,6 +714,7 @@ impl Session {
             parse_completes: 0,
             in_copy: false,
             results: Vec::new(),
+            outcomes: Vec::new(),
         };
         let end = tokio::select! {
             end = reader.run() => end,
@@ -1427,6 +1428,9 @@ struct Forwarder {
     in_copy: bool,
     /// Results seen since the last ReadyForQuery.
     results: Vec<StatementResult>,
+    /// Outcomes of finished statements, logged once their answers are on their way to the
+    /// client: whether each succeeded, and its command tags or error.
+    outcomes: Vec<(Arc<Forwarded>, bool, String)>,
 }
 
 /// Messages larger than this stream through without being buffered whole.
@@ -1455,11 +1459,31 @@ impl Forwarder {
             }
             if !self.out.is_empty() {
                 self.await_records().await?;
-                self.client
-                    .write_all(&self.out)
-                    .await
-                    .map_err(|_| End::ClientGone)?;
+                let written = self.client.write_all(&self.out).await;
                 self.out.clear();
+                self.log_outcomes();
+                written.map_err(|_| End::ClientGone)?;
+            }
+        }
+    }
+
+    /// Logs what became of the statements answered so far. After the client's write: the
+    /// answer does not wait for its after-the-fact record.
+    fn log_outcomes(&mut self) {
+        for (statement, succeeded, detail) in self.outcomes.drain(..) {
+            let outcome = ActionOutcome {
+                attempt: &statement.attempt,
+                digest: &statement.digest,
+                grant_id: statement.grant_id.as_deref(),
+                succeeded,
+                detail,
+            };
+            if let Err(e) =
+                self.gate
+                    .engine
+                    .record_outcome(&self.principal, &self.gate.config.name, outcome)
+            {
+                tracing::error!(error = %e, "logging a statement's outcome failed");
             }
         }
     }
@@ -1524,7 +1548,7 @@ impl Forwarder {
             match tag {
                 b'Z' => {
                     self.out.extend_from_slice(&frame);
-                    self.finish_unit().await;
+                    self.finish_unit();
                 }
                 b'C' => {
                     if let Ok(wire::Backend::CommandComplete(tag)) = wire::decode_backend(&frame) {
@@ -1622,8 +1646,8 @@ impl Forwarder {
     }
 
     /// A ReadyForQuery ended the answer to one unit: pair its results with the statements
-    /// that produced them and log each statement's outcome.
-    async fn finish_unit(&mut self) {
+    /// that produced them, and queue each statement's outcome for logging.
+    fn finish_unit(&mut self) {
         let unit = self.units_done;
         self.units_done += 1;
         self.confirm_parses(unit);
@@ -1661,24 +1685,7 @@ impl Forwarder {
                         .join("; "),
                 ),
             };
-            if let Err(e) = self
-                .gate
-                .engine
-                .record_outcome(
-                    &self.principal,
-                    &self.gate.config.name,
-                    ActionOutcome {
-                        attempt: &statement.attempt,
-                        digest: &statement.digest,
-                        grant_id: statement.grant_id.as_deref(),
-                        succeeded,
-                        detail,
-                    },
-                )
-                .await
-            {
-                tracing::error!(error = %e, "logging a statement's outcome failed");
-            }
+            self.outcomes.push((statement, succeeded, detail));
         }
     }
 }

@@ -12,6 +12,7 @@
 //! - [`load`]: files, `@id`s, the version hash;
 //! - [`annotations`]: `@approval`, `@quorum`, `@grant`, `@timeout`;
 //! - [`eval`]: the decision for one attempt, and how it is kept fast;
+//! - `memo`: outcomes remembered per policy set, for attempts evaluation cannot tell apart;
 //! - [`examples`]: the embedded example policies of the development default.
 
 pub mod annotations;
@@ -19,6 +20,7 @@ pub mod error;
 pub mod eval;
 pub mod examples;
 pub mod load;
+mod memo;
 pub mod schema;
 
 pub use error::{PolicyLoadError, Position, Problem, ProblemKind};

@@ -77,6 +77,7 @@ pub struct LoadedPolicies {
     pub(crate) slices: Slices,
     pub(crate) names: Names,
     pub(crate) authorizer: Authorizer,
+    pub(crate) memo: crate::memo::Memo,
 }
 
 /// A policy with everything known about it before validation.
@@ -287,6 +288,7 @@ impl LoadedPolicies {
             slices,
             names,
             authorizer: Authorizer::new(),
+            memo: crate::memo::Memo::default(),
         })
     }
 

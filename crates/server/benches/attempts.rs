@@ -106,6 +106,7 @@ async fn start_gateway(url: &str) -> Gateway {
         EngineConfig {
             public_url: "http://127.0.0.1:8480".into(),
             audit: countersign_engine::AuditSigning::ephemeral("test.example/countersign").unwrap(),
+            journal: None,
         },
     )
     .await

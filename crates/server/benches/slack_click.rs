@@ -83,6 +83,7 @@ impl Rig {
                 public_url: "http://gateway.bench".into(),
                 audit: countersign_engine::AuditSigning::ephemeral("bench.example/countersign")
                     .unwrap(),
+                journal: None,
             },
         )
         .await

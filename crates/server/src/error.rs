@@ -80,6 +80,7 @@ impl From<EngineError> for ApiError {
             EngineError::GrantNotActive(_) => (S::CONFLICT, "grant_not_active"),
             EngineError::NotYourGrant(_) => (S::FORBIDDEN, "forbidden"),
             EngineError::Store(_)
+            | EngineError::Journal(_)
             | EngineError::NotRecorded(_)
             | EngineError::Stopped
             | EngineError::GrantLost(_) => {

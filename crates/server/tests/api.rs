@@ -84,6 +84,7 @@ async fn gateway(backend: Backend) -> Gateway {
         EngineConfig {
             public_url: "http://gateway.test".into(),
             audit: countersign_engine::AuditSigning::ephemeral("test.example/countersign").unwrap(),
+            journal: None,
         },
     )
     .await

@@ -77,6 +77,7 @@ async fn rig(backend: Backend) -> Rig {
         EngineConfig {
             public_url: "http://gateway.test".into(),
             audit: countersign_engine::AuditSigning::ephemeral("test.example/countersign").unwrap(),
+            journal: None,
         },
     )
     .await

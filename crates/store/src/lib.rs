@@ -32,6 +32,14 @@ pub enum Backend {
     Postgres,
 }
 
+/// A place in the audit journal: segment number and lines into it. Everything before it is in
+/// the store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct JournalMark {
+    pub segment: u64,
+    pub line: u64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("unsupported store URL `{0}`: use sqlite://PATH or postgres://USER@HOST/DB")]
@@ -100,7 +108,51 @@ pub struct PolicyVersionRecord {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
+    /// The one connection writes go through (see [`Store::begin`]).
+    writes: AnyPool,
     backend: Backend,
+}
+
+/// Pool settings for `backend`: timeouts, and the session settings every connection gets.
+fn pool_options(backend: Backend, max_connections: u32, opts: &StoreOptions) -> AnyPoolOptions {
+    let lock_ms = u64::try_from(opts.lock_timeout.as_millis()).unwrap_or(u64::MAX);
+    let pool_options = AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(opts.acquire_timeout);
+    // A decision must never wait forever on a lock another process holds: past the
+    // timeout the write fails, and the engine denies.
+    match backend {
+        // An embedded database has no connection that could go stale; checking one before
+        // each use would cost every batch of the writer a round trip to its thread.
+        Backend::Sqlite => {
+            pool_options
+                .test_before_acquire(false)
+                .after_connect(move |conn, _meta| {
+                    Box::pin(async move {
+                        // WAL lets readers proceed while the writer commits; FULL sync makes a
+                        // commit durable before it returns, which the audit guarantee needs.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = FULL").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        let sql = format!("PRAGMA busy_timeout = {lock_ms}");
+                        conn.execute(sqlx::AssertSqlSafe(sql)).await?;
+                        Ok(())
+                    })
+                })
+        }
+        Backend::Postgres => pool_options.after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                let sql = format!("SET lock_timeout = {lock_ms}");
+                conn.execute(sqlx::AssertSqlSafe(sql)).await?;
+                // A statement or an open transaction that hangs (a stuck server, a lost
+                // network) fails instead of holding the writer.
+                conn.execute("SET statement_timeout = 30000").await?;
+                conn.execute("SET idle_in_transaction_session_timeout = 60000")
+                    .await?;
+                Ok(())
+            })
+        }),
+    }
 }
 
 static DRIVERS: Once = Once::new();
@@ -137,46 +189,18 @@ impl Store {
         DRIVERS.call_once(sqlx::any::install_default_drivers);
         let (backend, url) = normalise_url(url)?;
         let options = AnyConnectOptions::from_str(&url)?;
-        let lock_ms = u64::try_from(opts.lock_timeout.as_millis()).unwrap_or(u64::MAX);
-        let mut pool_options = AnyPoolOptions::new()
-            .max_connections(opts.max_connections)
-            .acquire_timeout(opts.acquire_timeout);
-        // A decision must never wait forever on a lock another process holds: past the
-        // timeout the write fails, and the engine denies.
-        pool_options = match backend {
-            // An embedded database has no connection that could go stale; checking one before
-            // each use would cost every batch of the writer a round trip to its thread.
-            Backend::Sqlite => {
-                pool_options
-                    .test_before_acquire(false)
-                    .after_connect(move |conn, _meta| {
-                        Box::pin(async move {
-                            // WAL lets readers proceed while the writer commits; FULL sync makes a
-                            // commit durable before it returns, which the audit guarantee needs.
-                            conn.execute("PRAGMA journal_mode = WAL").await?;
-                            conn.execute("PRAGMA synchronous = FULL").await?;
-                            conn.execute("PRAGMA foreign_keys = ON").await?;
-                            let sql = format!("PRAGMA busy_timeout = {lock_ms}");
-                            conn.execute(sqlx::AssertSqlSafe(sql)).await?;
-                            Ok(())
-                        })
-                    })
-            }
-            Backend::Postgres => pool_options.after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    let sql = format!("SET lock_timeout = {lock_ms}");
-                    conn.execute(sqlx::AssertSqlSafe(sql)).await?;
-                    // A statement or an open transaction that hangs (a stuck server, a lost
-                    // network) fails instead of holding the writer.
-                    conn.execute("SET statement_timeout = 30000").await?;
-                    conn.execute("SET idle_in_transaction_session_timeout = 60000")
-                        .await?;
-                    Ok(())
-                })
-            }),
+        let pool = pool_options(backend, opts.max_connections, opts)
+            .connect_with(options.clone())
+            .await?;
+        // All writes go through one connection of their own: one writer at a time is all
+        // either backend allows (SQLite) or the engine does (one writer task), and a connection
+        // that only writes keeps the pages it appends to in its cache.
+        let writes = pool_options(backend, 1, opts).connect_lazy_with(options);
+        let store = Store {
+            pool,
+            writes,
+            backend,
         };
-        let pool = pool_options.connect_with(options).await?;
-        let store = Store { pool, backend };
         store.migrate().await?;
         Ok(store)
     }
@@ -188,6 +212,7 @@ impl Store {
     /// Closes every connection; later calls fail as unavailable.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writes.close().await;
     }
 
     async fn migrate(&self) -> Result<()> {
@@ -277,7 +302,7 @@ impl Store {
 
     /// Starts a write transaction.
     pub async fn begin(&self) -> Result<StoreTx> {
-        Ok(StoreTx::new(self.pool.begin().await?))
+        Ok(StoreTx::new(self.writes.begin().await?, self.backend))
     }
 
     pub async fn request(&self, id: &str) -> Result<Option<ApprovalRequest>> {
@@ -542,6 +567,20 @@ impl Store {
                 .await?;
         row.map(|r| Ok((codec::seq_from_db(r.try_get("size")?)?, r.try_get("note")?)))
             .transpose()
+    }
+
+    /// How far the store has taken the audit journal (the start of segment 0 if never).
+    pub async fn journal_mark(&self) -> Result<JournalMark> {
+        let row = sqlx::query("SELECT segment, line FROM audit_journal WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else {
+            return Ok(JournalMark::default());
+        };
+        Ok(JournalMark {
+            segment: codec::seq_from_db(row.try_get("segment")?)?,
+            line: codec::seq_from_db(row.try_get("line")?)?,
+        })
     }
 
     /// Signed checkpoints with `from <= size <= to`, smallest first.

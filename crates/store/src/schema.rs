@@ -42,7 +42,7 @@ pub(crate) const BOOKKEEPING: &str = "CREATE TABLE IF NOT EXISTS schema_migratio
     applied_at BIGINT NOT NULL
 )";
 
-pub(crate) const MIGRATIONS: &[Migration] = &[SPINE, CHANNELS, MCP_TOOLS];
+pub(crate) const MIGRATIONS: &[Migration] = &[SPINE, CHANNELS, MCP_TOOLS, AUDIT_JOURNAL];
 
 const SPINE: Migration = Migration {
     version: 1,
@@ -210,6 +210,23 @@ CREATE TABLE mcp_tools (
     updated_at BIGINT NOT NULL,
     body TEXT NOT NULL,
     PRIMARY KEY (gate, tool)
+);
+",
+    sqlite: "",
+    postgres: "",
+};
+
+/// How far the store has taken the audit journal: everything in segments before `segment`
+/// and the first `line` lines of `segment` are committed events. One row, moved in the same
+/// transaction as the events it accounts for.
+const AUDIT_JOURNAL: Migration = Migration {
+    version: 4,
+    name: "audit_journal",
+    common: "
+CREATE TABLE audit_journal (
+    id BIGINT PRIMARY KEY CHECK (id = 1),
+    segment BIGINT NOT NULL,
+    line BIGINT NOT NULL
 );
 ",
     sqlite: "",

@@ -1,7 +1,7 @@
 //! Write transactions: every change to the store happens inside one, with its audit records.
 
 use crate::codec::{self, to_json};
-use crate::{Result, now_millis};
+use crate::{Backend, Result, now_millis};
 use countersign_audit::AuditRecord;
 use countersign_audit::merkle::{Hash, NodeId};
 use countersign_core::{
@@ -42,13 +42,17 @@ fn insert_chunk(remaining: usize) -> usize {
 
 const LARGE_SIZES: usize = (MAX_INSERT_ROWS / SMALL_INSERT_ROWS).trailing_zeros() as usize;
 
-/// A multi-row `INSERT` into one table, its SQL built once per row count.
+/// A multi-row `INSERT` into one table, its SQL built once per row count and backend.
+///
+/// PostgreSQL numbers its parameters (`$1`); SQLite gets anonymous ones (`?`), which bind by
+/// position: with numbered ones, binding looks each name up in a list, which costs a multi-row
+/// insert time quadratic in its parameters.
 struct MultiInsert {
     /// `INSERT INTO table (col, …) VALUES `
     head: &'static str,
     columns: usize,
-    small: [std::sync::OnceLock<String>; SMALL_INSERT_ROWS],
-    large: [std::sync::OnceLock<String>; LARGE_SIZES],
+    small: [[std::sync::OnceLock<String>; SMALL_INSERT_ROWS]; 2],
+    large: [[std::sync::OnceLock<String>; LARGE_SIZES]; 2],
 }
 
 impl MultiInsert {
@@ -56,18 +60,22 @@ impl MultiInsert {
         MultiInsert {
             head,
             columns,
-            small: [const { std::sync::OnceLock::new() }; SMALL_INSERT_ROWS],
-            large: [const { std::sync::OnceLock::new() }; LARGE_SIZES],
+            small: [const { [const { std::sync::OnceLock::new() }; SMALL_INSERT_ROWS] }; 2],
+            large: [const { [const { std::sync::OnceLock::new() }; LARGE_SIZES] }; 2],
         }
     }
 
     /// The statement for `rows` rows, `rows` a size [`insert_chunk`] returns.
-    fn sql(&'static self, rows: usize) -> &'static str {
+    fn sql(&'static self, backend: Backend, rows: usize) -> &'static str {
+        let b = match backend {
+            Backend::Sqlite => 0,
+            Backend::Postgres => 1,
+        };
         let slot = if rows <= SMALL_INSERT_ROWS {
-            &self.small[rows - 1]
+            &self.small[b][rows - 1]
         } else {
             debug_assert!(rows.is_power_of_two() && rows <= MAX_INSERT_ROWS);
-            &self.large[(rows / SMALL_INSERT_ROWS).trailing_zeros() as usize - 1]
+            &self.large[b][(rows / SMALL_INSERT_ROWS).trailing_zeros() as usize - 1]
         };
         slot.get_or_init(|| {
             use std::fmt::Write;
@@ -82,7 +90,12 @@ impl MultiInsert {
                     if col > 1 {
                         sql.push_str(", ");
                     }
-                    let _ = write!(sql, "${}", row * self.columns + col);
+                    match backend {
+                        Backend::Sqlite => sql.push('?'),
+                        Backend::Postgres => {
+                            let _ = write!(sql, "${}", row * self.columns + col);
+                        }
+                    }
                 }
                 sql.push(')');
             }
@@ -116,11 +129,12 @@ fn chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
 #[derive(Debug)]
 pub struct StoreTx {
     tx: Transaction<'static, Any>,
+    backend: Backend,
 }
 
 impl StoreTx {
-    pub(crate) fn new(tx: Transaction<'static, Any>) -> StoreTx {
-        StoreTx { tx }
+    pub(crate) fn new(tx: Transaction<'static, Any>, backend: Backend) -> StoreTx {
+        StoreTx { tx, backend }
     }
 
     pub async fn commit(self) -> Result<()> {
@@ -468,7 +482,7 @@ impl StoreTx {
     /// [`insert_chunk`]), rather than one round trip to the database per event.
     pub async fn append_audits(&mut self, rows: &[AuditRow<'_>]) -> Result<()> {
         for chunk in chunks(rows) {
-            let mut query = sqlx::query(AUDIT_INSERT.sql(chunk.len()));
+            let mut query = sqlx::query(AUDIT_INSERT.sql(self.backend, chunk.len()));
             for &(record, kind, time, request_id, grant_id) in chunk {
                 query = query
                     .bind(codec::seq_to_db(record.seq)?)
@@ -488,7 +502,7 @@ impl StoreTx {
     /// read, not recomputed. Leaf hashes live with their events.
     pub async fn insert_nodes(&mut self, nodes: &[(NodeId, Hash)]) -> Result<()> {
         for chunk in chunks(nodes) {
-            let mut query = sqlx::query(NODE_INSERT.sql(chunk.len()));
+            let mut query = sqlx::query(NODE_INSERT.sql(self.backend, chunk.len()));
             for (id, hash) in chunk {
                 query = query.bind(codec::node_key(*id)?).bind(hex::encode(hash));
             }
@@ -510,6 +524,20 @@ impl StoreTx {
             .bind(note)
             .execute(&mut *self.tx)
             .await?;
+        Ok(())
+    }
+
+    /// Moves the journal mark: the events committed with it are those of the journal up to
+    /// `mark`.
+    pub async fn set_journal_mark(&mut self, mark: crate::JournalMark) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit_journal (id, segment, line) VALUES (1, $1, $2) \
+             ON CONFLICT (id) DO UPDATE SET segment = excluded.segment, line = excluded.line",
+        )
+        .bind(codec::seq_to_db(mark.segment)?)
+        .bind(codec::seq_to_db(mark.line)?)
+        .execute(&mut *self.tx)
+        .await?;
         Ok(())
     }
 
@@ -547,10 +575,12 @@ mod tests {
             for chunk in chunks(&rows) {
                 let take = chunk.len();
                 assert!((1..=MAX_INSERT_ROWS).contains(&take), "{n}");
-                let sql = AUDIT_INSERT.sql(take);
+                let sql = AUDIT_INSERT.sql(Backend::Postgres, take);
                 assert_eq!(sql.matches('(').count(), take + 1, "{n}");
                 assert!(sql.contains(&format!("${})", take * 7)), "{n}");
                 assert!(!sql.contains(&format!("${}", take * 7 + 1)), "{n}");
+                let sql = AUDIT_INSERT.sql(Backend::Sqlite, take);
+                assert_eq!(sql.matches('?').count(), take * 7, "{n}");
                 covered.extend_from_slice(chunk);
                 statements += 1;
             }
@@ -560,6 +590,7 @@ mod tests {
             }
             assert!(statements <= n / MAX_INSERT_ROWS + 4, "{n}: {statements}");
         }
-        assert!(NODE_INSERT.sql(3).ends_with("($5, $6)"));
+        assert!(NODE_INSERT.sql(Backend::Postgres, 3).ends_with("($5, $6)"));
+        assert!(NODE_INSERT.sql(Backend::Sqlite, 3).ends_with("(?, ?)"));
     }
 }

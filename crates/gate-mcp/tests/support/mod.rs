@@ -69,6 +69,7 @@ pub async fn harness(section_json: Value) -> Harness {
         EngineConfig {
             public_url: api_url.clone(),
             audit: AuditSigning::ephemeral("test.example/countersign").unwrap(),
+            journal: None,
         },
     )
     .await

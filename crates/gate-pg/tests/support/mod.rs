@@ -291,6 +291,7 @@ impl Gateway {
             EngineConfig {
                 public_url: "http://127.0.0.1:8480".into(),
                 audit: AuditSigning::ephemeral("test.example/countersign").unwrap(),
+                journal: None,
             },
         )
         .await

@@ -351,3 +351,97 @@ fn loaded_policies_are_send_and_sync() {
     fn is<T: Send + Sync>() {}
     is::<LoadedPolicies>();
 }
+
+/// A principal and what it attempts.
+type Asked = (countersign_core::Principal, countersign_core::Attempt);
+
+/// Remembered outcomes (see `memo.rs`) are shared only by attempts that evaluation cannot tell
+/// apart: for each pair below, differing in one thing evaluation reads, the outcomes differ,
+/// and asking one policy set for both, in turns and repeatedly, gives each its own outcome as a
+/// fresh set gives it. Attempts that differ only in their payload share one.
+#[test]
+fn remembered_outcomes_never_cross_attempts_evaluation_tells_apart() {
+    let read = |p: &countersign_core::Principal, r| attempt(p, "db.read", vec![r]);
+    let ddl = |justification: Option<&str>, ticket: &str| {
+        let mut a = attempt(&etl(), "db.ddl", vec![res("Database", "dev")]);
+        a.justification = justification.map(str::to_owned);
+        a.context.insert("ticket".into(), ticket.into());
+        a
+    };
+    let on_behalf = |who: &str| {
+        let mut a = attempt(&etl(), "db.unknown", vec![res("Database", "dev")]);
+        a.on_behalf_of = Some(who.into());
+        a
+    };
+    let export = |db: &str| {
+        attempt(
+            &etl(),
+            "db.export",
+            vec![child("Table", "t", "Database", db)],
+        )
+    };
+    let lone_etl = agent("etl", &[]);
+    let etl_user = user("etl", &["agents"]);
+    let mut alice_agent = on_behalf("alice");
+    alice_agent.principal = etl_user.reference();
+    let pairs: Vec<(&str, Asked, Asked)> = vec![
+        (
+            "groups",
+            (etl(), read(&etl(), res("Database", "dev"))),
+            (lone_etl.clone(), read(&lone_etl, res("Database", "dev"))),
+        ),
+        (
+            "classification",
+            (etl(), read(&etl(), res("Database", "dev"))),
+            (
+                etl(),
+                read(
+                    &etl(),
+                    classified("Database", "dev", Classification::Restricted),
+                ),
+            ),
+        ),
+        (
+            "justification",
+            (etl(), ddl(Some("add an index"), "CHG-1")),
+            (etl(), ddl(None, "CHG-1")),
+        ),
+        (
+            "context",
+            (etl(), ddl(Some("add an index"), "CHG-1")),
+            (etl(), ddl(Some("add an index"), "OPS-1")),
+        ),
+        (
+            "on behalf of",
+            (etl(), on_behalf("alice")),
+            (etl(), on_behalf("bob")),
+        ),
+        (
+            "principal kind",
+            (etl(), on_behalf("alice")),
+            (etl_user, alice_agent),
+        ),
+        (
+            "parent",
+            (etl(), export("prod")),
+            (etl(), export("staging")),
+        ),
+    ];
+    let shared = set();
+    for (what, a, b) in &pairs {
+        let fresh_a = set().evaluate(&a.0, &a.1);
+        let fresh_b = set().evaluate(&b.0, &b.1);
+        assert_ne!(fresh_a, fresh_b, "{what}: the pair must decide differently");
+        for _ in 0..3 {
+            assert_eq!(shared.evaluate(&a.0, &a.1), fresh_a, "{what}");
+            assert_eq!(shared.evaluate(&b.0, &b.1), fresh_b, "{what}");
+        }
+    }
+    // The payload is not read: another statement of the same shape gets the same outcome.
+    let mut other = read(&etl(), res("Database", "dev"));
+    other.payload = serde_json::json!("SELECT 2");
+    assert_eq!(
+        shared.evaluate(&etl(), &other),
+        set().evaluate(&etl(), &read(&etl(), res("Database", "dev")))
+    );
+}
