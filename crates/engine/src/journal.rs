@@ -4,12 +4,14 @@
 //! loses none of them.
 //!
 //! One record is one JSON line, handed to the kernel by a single `write` on a file opened for
-//! appending: once `append` returns, the record survives a crash of the process. The writer
-//! commits journaled records to the store in batches and moves the store's [`JournalMark`] in
-//! the same transaction; at start-up every record past the mark is read back and committed
-//! first, so each reaches the store exactly once. What a crash of the whole machine can lose is
-//! what the kernel had not yet written out when the last commit's fsync ran: at most the
-//! backlog's delay worth of records (see `backlog.rs`).
+//! appending: once `append` returns, the record survives a crash of the process. The journal
+//! is not fsynced; the store is. The writer commits journaled records to the store in batches
+//! and moves the store's [`JournalMark`] in the same transaction; at start-up every record past
+//! the mark is read back and committed first, so each reaches the store exactly once. What a
+//! crash of the whole machine (power, kernel) can lose is what was journaled after the last
+//! commit: normally the last 10 ms of records, at most about 60 ms of them, since decisions
+//! stop being acted on ahead of their commit once the writer falls that far behind (see
+//! `backlog.rs`).
 //!
 //! Segments (`00000000000000000001.jsonl`, …) roll over past [`SEGMENT_BYTES`] and are deleted
 //! once the mark has passed them. A `LOCK` file held with an exclusive lock keeps a second
@@ -51,6 +53,48 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> JournalError + '_ {
     }
 }
 
+/// A journal directory this process holds, not yet read back.
+#[derive(Debug)]
+pub(crate) struct Locked {
+    dir: PathBuf,
+    lock: File,
+}
+
+impl Locked {
+    /// Reads back every record past `mark` in order, each with the position just after it,
+    /// and starts a new segment after every existing one.
+    pub fn recover(self, mark: JournalMark) -> Result<(Journal, Vec<Journaled>), JournalError> {
+        let Locked { dir, lock } = self;
+        let segments = segments(&dir)?;
+        let mut records = Vec::new();
+        for &n in segments.iter().filter(|&&n| n >= mark.segment) {
+            let skip = if n == mark.segment { mark.line } else { 0 };
+            read_segment(&segment_path(&dir, n), n, skip, &mut records)?;
+        }
+        // Strictly after the mark's segment: a new segment under the mark's number would have
+        // its first lines taken for ones already committed.
+        let segment = segments
+            .last()
+            .map_or(0, |&last| last + 1)
+            .max(mark.segment + 1);
+        let file = create_segment(&dir, segment)?;
+        let journal = Journal {
+            oldest: segments.first().copied().unwrap_or(segment),
+            dir,
+            _lock: lock,
+            file,
+            segment,
+            lines: 0,
+            bytes: 0,
+            broken: false,
+        };
+        Ok((journal, records))
+    }
+}
+
+/// A record read back from the journal, and the position just after it.
+pub(crate) type Journaled = (AuditEvent, JournalMark);
+
 #[derive(Debug)]
 pub(crate) struct Journal {
     dir: PathBuf,
@@ -68,52 +112,32 @@ pub(crate) struct Journal {
 }
 
 impl Journal {
-    /// Opens the journal in `dir` (created if missing), reads back every record past `mark`
-    /// in order, and starts a new segment after every existing one.
-    pub fn open(dir: &Path, mark: JournalMark) -> Result<(Journal, Vec<AuditEvent>), JournalError> {
-        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+    /// Takes the journal in `dir` (created, mode 0700, if missing) for this process. Before
+    /// the store's mark is read: a gateway still shutting down may move the mark until it lets
+    /// go of the journal.
+    pub fn lock(dir: &Path) -> Result<Locked, JournalError> {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir).map_err(io_error(dir))?;
         let lock_path = dir.join("LOCK");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
+        let lock = private(OpenOptions::new().create(true).truncate(false).write(true))
             .open(&lock_path)
             .map_err(io_error(&lock_path))?;
         match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(JournalError::InUse(dir.to_owned()));
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io_error(&lock_path)(e)),
+            Ok(()) => Ok(Locked {
+                dir: dir.to_owned(),
+                lock,
+            }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(JournalError::InUse(dir.to_owned())),
+            Err(std::fs::TryLockError::Error(e)) => Err(io_error(&lock_path)(e)),
         }
-        let segments = segments(dir)?;
-        let mut events = Vec::new();
-        for &n in segments.iter().filter(|&&n| n >= mark.segment) {
-            let skip = if n == mark.segment { mark.line } else { 0 };
-            read_segment(&segment_path(dir, n), skip, &mut events)?;
-        }
-        // Strictly after the mark's segment: a new segment under the mark's number would have
-        // its first lines taken for ones already committed.
-        let segment = segments
-            .last()
-            .map_or(0, |&last| last + 1)
-            .max(mark.segment + 1);
-        let file = create_segment(dir, segment)?;
-        let journal = Journal {
-            dir: dir.to_owned(),
-            _lock: lock,
-            file,
-            segment,
-            lines: 0,
-            bytes: 0,
-            oldest: segments.first().copied().unwrap_or(segment),
-            broken: false,
-        };
-        Ok((journal, events))
     }
 
-    /// Appends one record, a JSON line. Nothing of a failed append stays in the file.
-    pub fn append(&mut self, line: &[u8]) -> io::Result<()> {
+    /// Appends one record, a JSON line, and returns the position just after it. Nothing of a
+    /// failed append stays in the file.
+    pub fn append(&mut self, line: &[u8]) -> io::Result<JournalMark> {
         if self.broken {
             return Err(io::Error::other(
                 "an earlier write failed and could not be undone",
@@ -129,20 +153,16 @@ impl Journal {
         }
         self.lines += 1;
         self.bytes += line.len() as u64;
-        Ok(())
-    }
-
-    /// Where the next record goes; everything before it has been appended.
-    pub fn position(&self) -> JournalMark {
-        JournalMark {
+        Ok(JournalMark {
             segment: self.segment,
             line: self.lines,
-        }
+        })
     }
 
-    /// Starts a new segment if the current one is large; the records in it stay where they are.
-    pub fn roll_if_large(&mut self) {
-        if self.bytes < SEGMENT_BYTES {
+    /// Starts a new segment if the current one is large, or if a failed write could not be
+    /// undone in it; the records in it stay where they are.
+    pub fn roll_if_due(&mut self) {
+        if self.bytes < SEGMENT_BYTES && !self.broken {
             return;
         }
         match create_segment(&self.dir, self.segment + 1) {
@@ -181,11 +201,17 @@ fn segment_path(dir: &Path, n: u64) -> PathBuf {
 
 fn create_segment(dir: &Path, n: u64) -> Result<File, JournalError> {
     let path = segment_path(dir, n);
-    OpenOptions::new()
-        .append(true)
-        .create_new(true)
+    private(OpenOptions::new().append(true).create_new(true))
         .open(&path)
         .map_err(io_error(&path))
+}
+
+/// Files the journal creates are readable by the gateway alone: records carry SQL text and
+/// tool arguments.
+fn private(options: &mut OpenOptions) -> &mut OpenOptions {
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(options, 0o600);
+    options
 }
 
 /// The numbers of the segment files in `dir`, ascending. Other files are left alone.
@@ -207,10 +233,15 @@ fn segments(dir: &Path) -> Result<Vec<u64>, JournalError> {
     Ok(out)
 }
 
-/// Reads the records of one segment after its first `skip` lines into `out`. A last line
+/// Reads the records of segment `n` after its first `skip` lines into `out`. A last line
 /// without its newline (and zero bytes after the last line) is what a crash leaves of a write
 /// that never completed: dropped, with a warning. Any other line that does not parse is damage.
-fn read_segment(path: &Path, skip: u64, out: &mut Vec<AuditEvent>) -> Result<(), JournalError> {
+fn read_segment(
+    path: &Path,
+    n: u64,
+    skip: u64,
+    out: &mut Vec<Journaled>,
+) -> Result<(), JournalError> {
     let bytes = std::fs::read(path).map_err(io_error(path))?;
     let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     let content = &bytes[..end];
@@ -238,7 +269,13 @@ fn read_segment(path: &Path, skip: u64, out: &mut Vec<AuditEvent>) -> Result<(),
             line: number,
             detail: format!("not an audit event: {e}"),
         })?;
-        out.push(event);
+        out.push((
+            event,
+            JournalMark {
+                segment: n,
+                line: number,
+            },
+        ));
     }
     Ok(())
 }
@@ -248,6 +285,10 @@ mod tests {
     use super::*;
     use countersign_audit::EventKind;
     use countersign_core::Timestamp;
+
+    fn open(dir: &Path, mark: JournalMark) -> Result<(Journal, Vec<Journaled>), JournalError> {
+        Journal::lock(dir)?.recover(mark)
+    }
 
     fn event(n: i64) -> AuditEvent {
         let mut e = AuditEvent::new(EventKind::Execution, Timestamp(n));
@@ -261,57 +302,62 @@ mod tests {
         l
     }
 
-    fn times(events: &[AuditEvent]) -> Vec<i64> {
-        events.iter().map(|e| e.time.0).collect()
+    fn times(records: &[Journaled]) -> Vec<i64> {
+        records.iter().map(|(e, _)| e.time.0).collect()
     }
 
     #[test]
-    fn records_past_the_mark_come_back_in_order_and_the_rest_do_not() {
+    fn records_past_the_mark_come_back_in_order_with_their_positions() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut j, none) = Journal::open(dir.path(), JournalMark::default()).unwrap();
+        let (mut j, none) = open(dir.path(), JournalMark::default()).unwrap();
         assert!(none.is_empty());
-        for n in 1..=5 {
-            j.append(&line(&event(n))).unwrap();
-        }
-        let mark = JournalMark {
-            segment: j.position().segment,
-            line: 2,
-        };
+        let at: Vec<JournalMark> = (1..=5)
+            .map(|n| j.append(&line(&event(n))).unwrap())
+            .collect();
         drop(j);
-        let (j, back) = Journal::open(dir.path(), mark).unwrap();
+        let (j, back) = open(dir.path(), at[1]).unwrap();
         assert_eq!(times(&back), [3, 4, 5]);
-        assert!(
-            j.position().segment > mark.segment,
-            "a new segment each start"
-        );
+        let positions: Vec<JournalMark> = back.iter().map(|(_, at)| *at).collect();
+        assert_eq!(positions, at[2..]);
+        assert!(j.segment > at[4].segment, "a new segment each start");
         drop(j);
         // Everything before a later segment's start is committed.
-        let (_, back) = Journal::open(
-            dir.path(),
-            JournalMark {
-                segment: mark.segment + 1,
-                line: 0,
-            },
-        )
-        .unwrap();
+        let later = JournalMark {
+            segment: at[4].segment + 1,
+            line: 0,
+        };
+        let (_, back) = open(dir.path(), later).unwrap();
         assert!(back.is_empty());
     }
 
     #[test]
-    fn a_second_gateway_cannot_open_the_same_journal() {
+    fn a_second_gateway_cannot_take_the_same_journal() {
         let dir = tempfile::tempdir().unwrap();
-        let (_first, _) = Journal::open(dir.path(), JournalMark::default()).unwrap();
-        let err = Journal::open(dir.path(), JournalMark::default()).unwrap_err();
+        let _first = Journal::lock(dir.path()).unwrap();
+        let err = Journal::lock(dir.path()).unwrap_err();
         assert!(matches!(err, JournalError::InUse(_)), "{err}");
         assert!(err.to_string().contains("in use"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn only_the_gateway_can_read_the_journal() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let journal_dir = dir.path().join("journal");
+        let (mut j, _) = open(&journal_dir, JournalMark::default()).unwrap();
+        let at = j.append(&line(&event(1))).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&journal_dir), 0o700);
+        assert_eq!(mode(&segment_path(&journal_dir, at.segment)), 0o600);
     }
 
     #[test]
     fn an_unfinished_last_write_is_dropped_but_a_damaged_line_stops_the_start() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut j, _) = Journal::open(dir.path(), JournalMark::default()).unwrap();
-        j.append(&line(&event(1))).unwrap();
-        let path = segment_path(dir.path(), j.position().segment);
+        let (mut j, _) = open(dir.path(), JournalMark::default()).unwrap();
+        let at = j.append(&line(&event(1))).unwrap();
+        let path = segment_path(dir.path(), at.segment);
         drop(j);
         // What a crash mid-write leaves: part of a line, or zeroed blocks.
         let mut torn = line(&event(2));
@@ -322,13 +368,13 @@ mod tests {
             .unwrap()
             .write_all(&[torn.as_slice(), &[0; 64]].concat())
             .unwrap();
-        let (j, back) = Journal::open(dir.path(), JournalMark::default()).unwrap();
+        let (j, back) = open(dir.path(), JournalMark::default()).unwrap();
         assert_eq!(times(&back), [1]);
         drop(j);
 
         // A complete line that is not an event is damage, named by file and line.
         std::fs::write(&path, [line(&event(1)), b"{\"time\":\n".to_vec()].concat()).unwrap();
-        let err = Journal::open(dir.path(), JournalMark::default()).unwrap_err();
+        let err = open(dir.path(), JournalMark::default()).unwrap_err();
         let text = err.to_string();
         assert!(
             matches!(err, JournalError::Damaged { line: 2, .. }),
@@ -340,22 +386,21 @@ mod tests {
     #[test]
     fn committed_segments_are_deleted_and_rolling_keeps_numbers_rising() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut j, _) = Journal::open(dir.path(), JournalMark::default()).unwrap();
-        let first = j.position().segment;
+        let (mut j, _) = open(dir.path(), JournalMark::default()).unwrap();
+        let first = j.segment;
         let big = line(&event(1));
         while j.bytes < SEGMENT_BYTES {
             j.append(&big).unwrap();
         }
-        j.roll_if_large();
-        assert_eq!(j.position().segment, first + 1);
-        assert_eq!(j.position().line, 0);
-        j.append(&line(&event(2))).unwrap();
-        j.release(j.position());
+        j.roll_if_due();
+        assert_eq!((j.segment, j.lines), (first + 1, 0));
+        let at = j.append(&line(&event(2))).unwrap();
+        assert_eq!(at.segment, first + 1);
+        j.release(at);
         assert_eq!(segments(dir.path()).unwrap(), [first + 1]);
-        let mark = j.position();
         drop(j);
-        let (j, back) = Journal::open(dir.path(), mark).unwrap();
+        let (j, back) = open(dir.path(), at).unwrap();
         assert!(back.is_empty());
-        assert_eq!(j.position().segment, first + 2);
+        assert_eq!(j.segment, first + 2);
     }
 }

@@ -230,8 +230,9 @@ impl Engine {
         // The journal first: what a crash left in it is committed before anything else.
         let backlog = Arc::new(match &config.journal {
             Some(dir) => {
-                let (journal, recovered) =
-                    journal::Journal::open(dir, store.journal_mark().await?)?;
+                // Locked before the mark is read: a gateway still shutting down may move it.
+                let locked = journal::Journal::lock(dir)?;
+                let (journal, recovered) = locked.recover(store.journal_mark().await?)?;
                 if !recovered.is_empty() {
                     tracing::warn!(
                         records = recovered.len(),
@@ -425,10 +426,10 @@ impl Engine {
                     grant_id: None,
                     digest,
                 };
-                match self.inner.backlog.push_decision(attempt_event(&job, now)) {
-                    Admission::Recorded => return (allow, None),
-                    Admission::Failed(e) => return (not_recorded(&e), None),
-                    Admission::Declined => {}
+                if let Admission::Recorded =
+                    self.inner.backlog.push_decision(attempt_event(&job, now))
+                {
+                    return (allow, None);
                 }
                 return match self
                     .enqueue(|reply| Job::Decision(Box::new(job), reply))

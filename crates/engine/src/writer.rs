@@ -185,32 +185,38 @@ pub(crate) async fn run(
     effects: impl Effects,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    let mut open = true;
-    while open {
+    loop {
         // With events waiting for a signature, wake when their checkpoint falls due even if no
         // job arrives; an empty batch then signs it.
         let deadline = tree.deadline();
         tokio::select! {
-            n = jobs.recv_many(&mut batch, MAX_BATCH) => open = n > 0,
+            n = jobs.recv_many(&mut batch, MAX_BATCH) => if n == 0 { break },
             () = backlog.due() => {}
             () = sleep_until(deadline), if deadline.is_some() => {}
         }
-        // Once the last handle is gone, one more batch commits what the backlog still holds.
-        if open || !backlog.is_empty() {
-            commit(&store, &mut tree, &backlog, &mut batch, &effects).await;
-        }
+        commit(&store, &mut tree, &backlog, &mut batch, &effects).await;
+    }
+    // The last handle is gone: what the backlog holds is committed while commits succeed.
+    while backlog.len() > 0 && commit(&store, &mut tree, &backlog, &mut batch, &effects).await {}
+    let left = backlog.len();
+    if left > 0 {
+        tracing::error!(
+            records = left,
+            "the writer stopped with audit records not stored; the next start commits those the journal holds"
+        );
     }
 }
 
 /// Runs `batch` and what the backlog holds as one transaction, then answers every caller:
-/// after the commit, or with the failure that kept it from committing.
+/// after the commit, or with the failure that kept it from committing. Returns whether it
+/// committed.
 async fn commit(
     store: &Store,
     tree: &mut Tree,
     backlog: &Backlog,
     batch: &mut Vec<Job>,
     effects: &impl Effects,
-) {
+) -> bool {
     let drained = backlog.drain();
     let mut done = Vec::with_capacity(batch.len());
     let mut fx = Vec::new();
@@ -233,6 +239,7 @@ async fn commit(
             for reply in done {
                 reply.send();
             }
+            true
         }
         Err(e) => {
             let jobs = done.len() + batch.len();
@@ -247,6 +254,7 @@ async fn commit(
             for job in batch.drain(..) {
                 job.fail(EngineError::NotRecorded(reason.clone()));
             }
+            false
         }
     }
 }

@@ -720,6 +720,9 @@ impl Session {
             end = reader.run() => end,
             end = forwarder.run() => end,
         };
+        // Statements that ran upstream have their outcome logged even when the session ended
+        // before their answers reached the client.
+        forwarder.log_outcomes();
         // A FATAL goes out only between messages, never inside a row being streamed.
         let fatal = end.as_ref().err().and_then(End::to_client);
         if let Some(bytes) = fatal.filter(|_| forwarder.passthrough == 0) {
@@ -1468,7 +1471,9 @@ impl Forwarder {
     }
 
     /// Logs what became of the statements answered so far. After the client's write: the
-    /// answer does not wait for its after-the-fact record.
+    /// answer does not wait for its after-the-fact record. Whatever ends the session on the
+    /// way (a record that failed, a client gone, the reader's end) leaves the outcomes queued,
+    /// and the session logs them as it closes.
     fn log_outcomes(&mut self) {
         for (statement, succeeded, detail) in self.outcomes.drain(..) {
             let outcome = ActionOutcome {

@@ -49,6 +49,7 @@ tests!(
     malformed_input_gets_clear_errors_and_other_sessions_continue,
     upstream_down_is_a_clear_fatal_error,
     reads_whose_decision_cannot_be_recorded_return_nothing,
+    a_journaled_gate_keeps_the_records_of_the_rows_it_released,
     sessions_beyond_the_cap_are_refused_with_53300,
     upstream_over_verified_tls,
     configured_classification_reaches_policy,
@@ -64,9 +65,12 @@ fn main() {
         .unwrap();
     let certs = Certs::new();
     let cluster = Cluster::start(&certs);
+    // The shared gate keeps an audit journal, as deployments that read at wire speed do;
+    // `own_gateway` gates wait for the store instead.
     let gw = rt.block_on(Gateway::start(GateOptions {
         upstream_port: cluster.port,
         client_tls: Some(&certs),
+        journal: true,
         ..Default::default()
     }));
     let ctx = Ctx { cluster, certs, gw };
@@ -118,10 +122,11 @@ impl Ctx {
     }
 
     /// A gateway of its own in front of the cluster, without TLS, for a test that breaks it.
-    async fn own_gateway(&self, max_connections: Option<usize>) -> Gateway {
+    async fn own_gateway(&self, max_connections: Option<usize>, journal: bool) -> Gateway {
         Gateway::start(GateOptions {
             upstream_port: self.cluster.port,
             max_connections,
+            journal,
             ..Default::default()
         })
         .await
@@ -655,7 +660,7 @@ async fn upstream_down_is_a_clear_fatal_error(c: &Ctx) {
 /// Reads run while their decision is being written, but their rows wait for it: a decision
 /// that cannot be recorded ends the session before any row reaches the client.
 async fn reads_whose_decision_cannot_be_recorded_return_nothing(c: &Ctx) {
-    let gw = c.own_gateway(None).await;
+    let gw = c.own_gateway(None, false).await;
     let db = gw.connect().await.unwrap();
     let row = db.query_one("SELECT 41 + $1::int", &[&1i32]).await.unwrap();
     assert_eq!(row.get::<_, i32>(0), 42);
@@ -681,8 +686,56 @@ async fn reads_whose_decision_cannot_be_recorded_return_nothing(c: &Ctx) {
     c.shared_gate_still_serves().await;
 }
 
+/// With a journal, a read's rows go out once its record is journaled; when the store fails,
+/// the reads already journaled keep their records in the journal for the next start, and from
+/// the first failed commit on, reads wait for the store again and return nothing.
+async fn a_journaled_gate_keeps_the_records_of_the_rows_it_released(c: &Ctx) {
+    let gw = c.own_gateway(None, true).await;
+    let db = gw.connect().await.unwrap();
+    gw.store.close().await;
+    let mut released = Vec::new();
+    let mut refused = 0;
+    for i in 0..20 {
+        let sql = format!("SELECT 'journaled {i}'");
+        match db.simple_query(&sql).await {
+            Ok(_) => released.push(sql),
+            Err(e) => {
+                let db_error = e.as_db_error().expect("a server error");
+                assert_eq!(db_error.code().code(), "58000", "{db_error:?}");
+                refused += 1;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !released.is_empty(),
+        "the first read is journaled before any commit fails"
+    );
+    assert_eq!(refused, 1, "once a commit failed, reads fail closed");
+    let dir = gw.journal.as_ref().unwrap().path();
+    let mut journaled = String::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "jsonl") {
+            journaled.push_str(&std::fs::read_to_string(path).unwrap());
+        }
+    }
+    for sql in &released {
+        let line = journaled
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|e| e["kind"] == "attempt" && e["payload"]["sql"] == sql.as_str());
+        assert!(
+            line.is_some(),
+            "{sql} was answered without its record journaled"
+        );
+    }
+    c.shared_gate_still_serves().await;
+}
+
 async fn sessions_beyond_the_cap_are_refused_with_53300(c: &Ctx) {
-    let gw = c.own_gateway(Some(2)).await;
+    let gw = c.own_gateway(Some(2), false).await;
     let first = gw.connect().await.unwrap();
     let second = gw.connect().await.unwrap();
     let Err(e) = gw.connect().await else {

@@ -81,6 +81,7 @@ impl From<EngineError> for ApiError {
             EngineError::NotYourGrant(_) => (S::FORBIDDEN, "forbidden"),
             EngineError::Store(_)
             | EngineError::Journal(_)
+            | EngineError::NotJournaled(_)
             | EngineError::NotRecorded(_)
             | EngineError::Stopped
             | EngineError::GrantLost(_) => {

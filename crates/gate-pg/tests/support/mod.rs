@@ -269,6 +269,8 @@ pub struct Gateway {
     pub store: Store,
     pub api: String,
     pub gate: SocketAddr,
+    /// The audit journal's directory, when the gateway keeps one.
+    pub journal: Option<tempfile::TempDir>,
     _db: countersign_store::testing::TestDb,
 }
 
@@ -279,19 +281,22 @@ pub struct GateOptions<'a> {
     pub client_tls: Option<&'a Certs>,
     /// The gate's session cap; the default when `None`.
     pub max_connections: Option<usize>,
+    /// Keep an audit journal, so reads are acted on before their commit.
+    pub journal: bool,
 }
 
 impl Gateway {
     pub async fn start(options: GateOptions<'_>) -> Gateway {
         let db = countersign_store::testing::TestDb::sqlite();
         let store = Store::open(&db.url).await.unwrap();
+        let journal = options.journal.then(|| tempfile::tempdir().unwrap());
         let engine = Engine::start(
             store.clone(),
             LoadedPolicies::examples().unwrap(),
             EngineConfig {
                 public_url: "http://127.0.0.1:8480".into(),
                 audit: AuditSigning::ephemeral("test.example/countersign").unwrap(),
-                journal: None,
+                journal: journal.as_ref().map(|d| d.path().to_owned()),
             },
         )
         .await
@@ -356,6 +361,7 @@ impl Gateway {
         Gateway {
             engine,
             store,
+            journal,
             api,
             gate: addr,
             _db: db,
