@@ -15,7 +15,11 @@ pub fn write_canonical(value: &Value, out: &mut Vec<u8>) {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
         Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Number(n) => out.extend_from_slice(n.to_string().as_bytes()),
+        Value::Number(n) => {
+            use std::io::Write;
+            // Writing to a vector cannot fail.
+            let _ = write!(out, "{n}");
+        }
         Value::String(s) => write_string(s, out),
         Value::Array(items) => {
             out.push(b'[');
@@ -29,7 +33,7 @@ pub fn write_canonical(value: &Value, out: &mut Vec<u8>) {
         }
         Value::Object(map) => {
             let mut members: Vec<(&String, &Value)> = map.iter().collect();
-            members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+            members.sort_unstable_by(|a, b| utf16_order(a.0, b.0));
             out.push(b'{');
             for (i, (name, item)) in members.into_iter().enumerate() {
                 if i > 0 {
@@ -58,26 +62,46 @@ pub fn to_canonical_string(value: &Value) -> String {
     String::from_utf8(bytes).unwrap_or_default()
 }
 
+/// Member names in the order of their UTF-16 code units. For ASCII names (nearly all) that
+/// is byte order, compared without decoding.
+fn utf16_order(a: &str, b: &str) -> std::cmp::Ordering {
+    if a.is_ascii() && b.is_ascii() {
+        a.as_bytes().cmp(b.as_bytes())
+    } else {
+        a.encode_utf16().cmp(b.encode_utf16())
+    }
+}
+
 fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
-    for ch in s.chars() {
-        match ch {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\u{8}' => out.extend_from_slice(b"\\b"),
-            '\u{c}' => out.extend_from_slice(b"\\f"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            c if (c as u32) < 0x20 => {
-                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes());
-            }
-            c => {
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
+    let bytes = s.as_bytes();
+    // Runs of bytes that need no escape are copied whole; the bytes of a multi-byte character
+    // are all 0x80 or above, so only ASCII is ever escaped.
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x00..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[run..i]);
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.extend_from_slice(escape);
         }
+        run = i + 1;
     }
+    out.extend_from_slice(&bytes[run..]);
     out.push(b'"');
 }
 
@@ -125,7 +149,39 @@ mod tests {
         })
     }
 
+    /// The escaping rules spelled out character by character: what `write_string` must equal.
+    fn escaped_char_by_char(s: &str) -> String {
+        let mut out = String::from("\"");
+        for ch in s.chars() {
+            match ch {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\u{8}' => out.push_str("\\b"),
+                '\u{c}' => out.push_str("\\f"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+
     proptest! {
+        #[test]
+        fn strings_escape_as_the_rules_say(s in "(\\PC|[\u{0}-\u{1f}\"\\\\])*") {
+            let mut out = Vec::new();
+            write_string(&s, &mut out);
+            prop_assert_eq!(String::from_utf8(out).unwrap(), escaped_char_by_char(&s));
+        }
+
+        #[test]
+        fn names_sort_by_utf16_code_units(a in "\\PC{0,4}", b in "\\PC{0,4}") {
+            prop_assert_eq!(utf16_order(&a, &b), a.encode_utf16().cmp(b.encode_utf16()));
+        }
+
         #[test]
         fn canonical_form_round_trips_and_is_stable(v in arb_json()) {
             let text = to_canonical_string(&v);
