@@ -109,7 +109,10 @@ async fn start_with_journal(
     url: &str,
     journal: Option<&std::path::Path>,
 ) -> Result<Engine, EngineError> {
-    let store = Store::open(url).await.unwrap();
+    start_on(Store::open(url).await.unwrap(), journal).await
+}
+
+async fn start_on(store: Store, journal: Option<&std::path::Path>) -> Result<Engine, EngineError> {
     Engine::start(
         store,
         policies(),
@@ -120,6 +123,27 @@ async fn start_with_journal(
         },
     )
     .await
+}
+
+/// Stops `engine` and starts another on the same store and journal (once the old writer, which
+/// holds the journal until it has committed what it held, lets go): the allowed reads in the
+/// log are still exactly `reads`.
+async fn assert_restart_keeps(
+    engine: Engine,
+    url: &str,
+    journal: &std::path::Path,
+    reads: &[String],
+) {
+    drop(engine);
+    let engine = loop {
+        match start_with_journal(url, Some(journal)).await {
+            Err(EngineError::Journal(countersign_engine::JournalError::InUse(_))) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => break other.unwrap(),
+        }
+    };
+    assert_eq!(allowed_payloads(&verified_records(&engine).await), reads);
 }
 
 /// The payloads of the allowed attempts in the log, in log order.
@@ -590,17 +614,7 @@ async fn requests_expire_on_time_and_across_a_restart(backend: Backend) {
 async fn store_failure_denies(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = Store::open(&db.url).await.unwrap();
-    let engine = Engine::start(
-        store.clone(),
-        policies(),
-        EngineConfig {
-            public_url: "http://x".into(),
-            audit: signing(),
-            journal: None,
-        },
-    )
-    .await
-    .unwrap();
+    let engine = start_on(store.clone(), None).await.unwrap();
     store.close().await;
     // Permitted, approval-worthy and forbidden attempts all deny when nothing can be recorded.
     for (action, payload) in [("db.read", "SELECT 1"), ("db.export", "COPY t TO STDOUT")] {
@@ -731,16 +745,7 @@ async fn journaled_reads_are_answered_at_once_and_stored_once_in_order(backend: 
     assert!(last_read < held, "records keep the order they were made in");
 
     // A restart finds nothing to replay: the store's mark covers the journal.
-    drop(engine);
-    let again = loop {
-        match start_with_journal(&db.url, Some(dir.path())).await {
-            Err(EngineError::Journal(countersign_engine::JournalError::InUse(_))) => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            other => break other.unwrap(),
-        }
-    };
-    assert_eq!(allowed_payloads(&verified_records(&again).await), sent);
+    assert_restart_keeps(engine, &db.url, dir.path(), &sent).await;
 }
 
 /// A gateway that dies with records journaled but not committed (here the store is down, so
@@ -758,17 +763,7 @@ async fn a_crash_loses_no_journaled_record(backend: Backend) {
             .unwrap();
         let journaled = runtime.block_on(async {
             let store = Store::open(&url).await.unwrap();
-            let engine = Engine::start(
-                store.clone(),
-                policies(),
-                EngineConfig {
-                    public_url: "http://x".into(),
-                    audit: signing(),
-                    journal: Some(journal),
-                },
-            )
-            .await
-            .unwrap();
+            let engine = start_on(store.clone(), Some(&journal)).await.unwrap();
             let read = |sql: String| {
                 let engine = engine.clone();
                 async move {
@@ -817,16 +812,7 @@ async fn a_crash_loses_no_journaled_record(backend: Backend) {
     expected.extend(journaled);
     assert_eq!(allowed_payloads(&verified_records(&engine).await), expected);
     // And only once, however often the gateway restarts.
-    drop(engine);
-    let engine = loop {
-        match start_with_journal(&db.url, Some(dir.path())).await {
-            Err(EngineError::Journal(countersign_engine::JournalError::InUse(_))) => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            other => break other.unwrap(),
-        }
-    };
-    assert_eq!(allowed_payloads(&verified_records(&engine).await), expected);
+    assert_restart_keeps(engine, &db.url, dir.path(), &expected).await;
 }
 
 async fn a_damaged_journal_keeps_the_gateway_from_starting(backend: Backend) {
