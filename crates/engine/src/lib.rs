@@ -242,7 +242,15 @@ impl Engine {
                 }
                 backlog::Backlog::new(Some(journal), recovered)
             }
-            None => backlog::Backlog::new(None, Vec::new()),
+            None => {
+                if store.journal_mark().await? != countersign_store::JournalMark::default() {
+                    tracing::warn!(
+                        "this store was run with an audit journal and none is configured now: \
+                         records the journal still holds are committed only when it is configured again"
+                    );
+                }
+                backlog::Backlog::new(None, Vec::new())
+            }
         });
         let frontier = store.audit_frontier().await?;
         let signed = store.latest_checkpoint().await?.map_or(0, |(size, _)| size);
