@@ -75,8 +75,12 @@ pids+=($!)
 token=$("$bin" token new --kind agent --id bench-agent --groups agents 2>/dev/null | sed -n 1p)
 hashes=$(printf '%s\n' "$token" | "$bin" token hash)
 # JOURNAL=0 leaves the audit journal out: reads then wait for the store's commit.
+# JOURNAL_COMMIT_EVERY sets how long journaled records wait for their commit (default 10ms).
 journal_line=""
-[ "${JOURNAL:-1}" = 1 ] && journal_line="journal = \"$work/journal\""
+if [ "${JOURNAL:-1}" = 1 ]; then
+    journal_line="journal = \"$work/journal\"
+journal_commit_every = \"${JOURNAL_COMMIT_EVERY:-10ms}\""
+fi
 cat >"$work/countersign.toml" <<TOML
 [server]
 listen = "127.0.0.1:$API_PORT"

@@ -268,9 +268,12 @@ pub struct AuditSection {
     /// …or once the oldest unsigned event is this old (default `1s`).
     pub checkpoint_every: Option<String>,
     /// A directory for the audit journal: decisions of reads are journaled there and acted
-    /// on at once, reaching the store within 10 ms. Without it they wait for the store's
-    /// commit.
+    /// on at once, reaching the store within `journal_commit_every`. Without it they wait for
+    /// the store's commit.
     pub journal: Option<PathBuf>,
+    /// Longest a journaled record waits for its commit (default `10ms`, at most `1s`): what a
+    /// crash of the whole machine can lose, against the cost of a commit per record.
+    pub journal_commit_every: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -371,7 +374,7 @@ pub struct StateLocation {
     pub origin: String,
     pub checkpoint_every_events: u64,
     pub checkpoint_every: std::time::Duration,
-    pub journal: Option<PathBuf>,
+    pub journal: Option<countersign_engine::JournalConfig>,
 }
 
 impl StateLocation {
@@ -393,6 +396,7 @@ impl StateLocation {
             }
             None => std::time::Duration::from_secs(1),
         };
+        let journal = journal_config(&config.audit)?;
         let every_events = config.audit.checkpoint_every_events.unwrap_or(1000);
         if every_events == 0 {
             bail!("[audit] checkpoint_every_events must be at least 1");
@@ -410,7 +414,7 @@ impl StateLocation {
             },
             checkpoint_every_events: every_events,
             checkpoint_every: every,
-            journal: config.audit.journal.clone(),
+            journal,
         })
     }
 
@@ -444,9 +448,36 @@ impl StateLocation {
             origin: origin_of(DEFAULT_URL),
             checkpoint_every_events: 1000,
             checkpoint_every: std::time::Duration::from_secs(1),
-            journal: Some(dir.join("audit-journal")),
+            journal: Some(countersign_engine::JournalConfig::new(
+                dir.join("audit-journal"),
+            )),
         }
     }
+}
+
+/// The `[audit]` journal settings.
+fn journal_config(audit: &AuditSection) -> Result<Option<countersign_engine::JournalConfig>> {
+    use countersign_engine::JournalConfig;
+    let Some(dir) = &audit.journal else {
+        if audit.journal_commit_every.is_some() {
+            bail!("[audit] journal_commit_every needs [audit] journal");
+        }
+        return Ok(None);
+    };
+    let mut journal = JournalConfig::new(dir);
+    if let Some(text) = &audit.journal_commit_every {
+        let ms = countersign_core::parse_duration_ms(text)
+            .map_err(|e| anyhow::anyhow!("[audit] journal_commit_every: {e}"))?;
+        let every = std::time::Duration::from_millis(ms);
+        if every.is_zero() || every > JournalConfig::MAX_COMMIT_EVERY {
+            bail!(
+                "[audit] journal_commit_every must be between 1ms and {}ms, not {text}",
+                JournalConfig::MAX_COMMIT_EVERY.as_millis()
+            );
+        }
+        journal.commit_every = every;
+    }
+    Ok(Some(journal))
 }
 
 /// Hides a password in a database URL before it is logged.

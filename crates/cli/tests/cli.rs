@@ -402,6 +402,16 @@ fn config_errors_stop_serve() {
             "checkpoint_every",
         ),
         (
+            "journal commits too rarely",
+            "\n[audit]\njournal = \"journal\"\njournal_commit_every = \"5s\"",
+            "journal_commit_every must be between 1ms and 1000ms",
+        ),
+        (
+            "journal commit interval without a journal",
+            "\n[audit]\njournal_commit_every = \"20ms\"",
+            "journal_commit_every needs [audit] journal",
+        ),
+        (
             "two PostgreSQL gates under one name",
             &"\n[[gates.postgres]]\nname = \"prod\"\nlisten = \"127.0.0.1:0\"\nupstream = \"postgres://app@127.0.0.1/app\"".repeat(2),
             "two PostgreSQL gates are named `prod`",

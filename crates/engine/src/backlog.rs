@@ -2,7 +2,7 @@
 //!
 //! Callers append here instead of sending the writer a job, so a busy gate costs the writer one
 //! wake-up per batch instead of one per record: the writer takes what is here once the oldest
-//! record has waited [`DELAY`], or sooner with the next job a caller does wait for. With an
+//! record has waited the commit interval (`[audit] journal_commit_every`, 10 ms by default), or sooner with the next job a caller does wait for. With an
 //! audit journal (see `journal.rs`) each record is journaled as it is appended, in append
 //! order, which is what lets a decision be acted on before its commit
 //! ([`Backlog::push_decision`]).
@@ -23,10 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
-/// Longest a record waits for its batch.
-pub(crate) const DELAY: Duration = Duration::from_millis(10);
-
-/// How late past [`DELAY`] the writer may be before decisions stop being taken here.
+/// How late past a batch's due time the writer may be before decisions stop being taken here.
 const STALL: Duration = Duration::from_millis(50);
 
 /// After a failed commit, how long before the records are tried again (unless a job comes).
@@ -47,6 +44,8 @@ pub(crate) struct Backlog {
     journaled: bool,
     /// The last batch failed to commit.
     failing: AtomicBool,
+    /// Longest a record waits for its batch.
+    delay: Duration,
 }
 
 #[derive(Debug)]
@@ -80,7 +79,7 @@ pub(crate) enum Admission {
 impl Backlog {
     /// A backlog over `journal`, starting with the records `recovered` from it, which the
     /// writer commits at once.
-    pub fn new(journal: Option<Journal>, recovered: Vec<Journaled>) -> Backlog {
+    pub fn new(journal: Option<Journal>, recovered: Vec<Journaled>, delay: Duration) -> Backlog {
         let due = (!recovered.is_empty()).then(Instant::now);
         Backlog {
             journaled: journal.is_some(),
@@ -94,6 +93,7 @@ impl Backlog {
             }),
             arrived: Notify::new(),
             failing: AtomicBool::new(false),
+            delay,
         }
     }
 
@@ -146,7 +146,7 @@ impl Backlog {
     fn queue(&self, state: &mut State, event: AuditEvent, at: Option<JournalMark>) {
         state.records.push_back((event, at));
         if state.due.is_none() {
-            state.due = Some(Instant::now() + DELAY);
+            state.due = Some(Instant::now() + self.delay);
             self.arrived.notify_one();
         }
     }
@@ -225,6 +225,8 @@ mod tests {
     use countersign_audit::EventKind;
     use countersign_core::Timestamp;
 
+    const DELAY: Duration = Duration::from_millis(10);
+
     fn event(n: i64) -> AuditEvent {
         AuditEvent::new(EventKind::Execution, Timestamp(n))
     }
@@ -234,7 +236,7 @@ mod tests {
             .unwrap()
             .recover(JournalMark::default())
             .unwrap();
-        Backlog::new(Some(journal), recovered)
+        Backlog::new(Some(journal), recovered, DELAY)
     }
 
     fn times(d: &Drained) -> Vec<i64> {
@@ -290,13 +292,13 @@ mod tests {
         ));
 
         // Without a journal, nothing is acted on ahead.
-        let plain = Backlog::new(None, Vec::new());
+        let plain = Backlog::new(None, Vec::new(), DELAY);
         assert!(matches!(plain.push_decision(event(5)), Admission::Declined));
     }
 
     #[test]
     fn a_long_backlog_commits_in_bounded_batches() {
-        let backlog = Backlog::new(None, Vec::new());
+        let backlog = Backlog::new(None, Vec::new(), DELAY);
         for n in 0..(BATCH as i64 + 5) {
             backlog.push_record(event(n)).unwrap();
         }

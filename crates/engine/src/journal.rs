@@ -9,9 +9,9 @@
 //! and moves the store's [`JournalMark`] in the same transaction; at start-up every record past
 //! the mark is read back and committed first, so each reaches the store exactly once. What a
 //! crash of the whole machine (power, kernel) can lose is what was journaled after the last
-//! commit: normally the last 10 ms of records, at most about 60 ms of them, since decisions
-//! stop being acted on ahead of their commit once the writer falls that far behind (see
-//! `backlog.rs`).
+//! commit: normally the commit interval's worth of records (10 ms by default), at most 50 ms
+//! more, since decisions stop being acted on ahead of their commit once the writer falls that
+//! far behind (see `backlog.rs`).
 //!
 //! Segments (`00000000000000000001.jsonl`, …) roll over past [`SEGMENT_BYTES`] and are deleted
 //! once the mark has passed them. A `LOCK` file held with an exclusive lock keeps a second

@@ -51,14 +51,34 @@ pub struct EngineConfig {
     /// Base of the review links handed to requesters, e.g. `http://127.0.0.1:8480`.
     pub public_url: String,
     pub audit: AuditSigning,
-    /// The directory of the audit journal. With one, the decisions [`Engine::check_ahead`]
-    /// answers ahead are journaled and acted on at once, reaching the store within
-    /// [`JOURNAL_DELAY`]; without one they wait for their commit.
-    pub journal: Option<std::path::PathBuf>,
+    /// The audit journal. With one, the decisions [`Engine::check_ahead`] answers ahead are
+    /// journaled and acted on at once, reaching the store within its `commit_every`; without
+    /// one they wait for their commit.
+    pub journal: Option<JournalConfig>,
 }
 
-/// Longest a journaled record waits before the writer commits it to the store.
-pub const JOURNAL_DELAY: Duration = backlog::DELAY;
+/// Where the audit journal lives, and how long journaled records wait for their commit.
+#[derive(Clone, Debug)]
+pub struct JournalConfig {
+    pub dir: std::path::PathBuf,
+    /// Longest a journaled record waits before the writer commits it to the store: what a
+    /// crash of the whole machine can lose at most, against a commit's cost per record.
+    pub commit_every: Duration,
+}
+
+impl JournalConfig {
+    /// Records commit within this by default.
+    pub const DEFAULT_COMMIT_EVERY: Duration = Duration::from_millis(10);
+    /// The longest `commit_every` allowed.
+    pub const MAX_COMMIT_EVERY: Duration = Duration::from_secs(1);
+
+    pub fn new(dir: impl Into<std::path::PathBuf>) -> JournalConfig {
+        JournalConfig {
+            dir: dir.into(),
+            commit_every: JournalConfig::DEFAULT_COMMIT_EVERY,
+        }
+    }
+}
 
 /// The answer to an attempt.
 #[derive(Clone, Debug, PartialEq)]
@@ -229,7 +249,7 @@ impl Engine {
     ) -> Result<Engine, EngineError> {
         // The journal first: what a crash left in it is committed before anything else.
         let backlog = Arc::new(match &config.journal {
-            Some(dir) => {
+            Some(JournalConfig { dir, commit_every }) => {
                 // Locked before the mark is read: a gateway still shutting down may move it.
                 let locked = journal::Journal::lock(dir)?;
                 let (journal, recovered) = locked.recover(store.journal_mark().await?)?;
@@ -240,7 +260,7 @@ impl Engine {
                         "committing audit records the last run journaled but did not store"
                     );
                 }
-                backlog::Backlog::new(Some(journal), recovered)
+                backlog::Backlog::new(Some(journal), recovered, *commit_every)
             }
             None => {
                 if store.journal_mark().await? != countersign_store::JournalMark::default() {
@@ -249,7 +269,7 @@ impl Engine {
                          records the journal still holds are committed only when it is configured again"
                     );
                 }
-                backlog::Backlog::new(None, Vec::new())
+                backlog::Backlog::new(None, Vec::new(), JournalConfig::DEFAULT_COMMIT_EVERY)
             }
         });
         let frontier = store.audit_frontier().await?;
@@ -349,7 +369,7 @@ impl Engine {
 
     /// Like [`Engine::check`], but an allow that changes no state (a plain permit, no grant
     /// spent) is answered before its commit. With an audit journal, the record is journaled
-    /// (safe from a crash of the process, committed within [`JOURNAL_DELAY`]) and the allow
+    /// (safe from a crash of the process, committed within [`JournalConfig::commit_every`]) and the allow
     /// comes without a [`Logging`]: the caller may act on it at once. Without one (or while
     /// the store is failing, or the backlog is full) it comes with the [`Logging`] of its
     /// record. Every other verdict is answered durable, as by `check`, with no `Logging`.
@@ -998,7 +1018,8 @@ impl Engine {
     /// Logs what became of an attempt a gate acted on (a statement's command tag or error, a
     /// tool call's result). The decision was logged before the action ran; this event follows
     /// it, so the call returns once the event is queued (and journaled, with a journal), and it
-    /// commits with the writer's next batch (within [`JOURNAL_DELAY`] at the latest). Waiting
+    /// commits with the writer's next batch (within [`JournalConfig::commit_every`] at the
+    /// latest, 10 ms without a journal). Waiting
     /// here would stall the gate's result stream for nothing.
     pub fn record_outcome(
         &self,

@@ -119,7 +119,7 @@ async fn start_on(store: Store, journal: Option<&std::path::Path>) -> Result<Eng
         EngineConfig {
             public_url: "http://review.test".into(),
             audit: signing(),
-            journal: journal.map(std::path::Path::to_owned),
+            journal: journal.map(countersign_engine::JournalConfig::new),
         },
     )
     .await

@@ -296,7 +296,9 @@ impl Gateway {
             EngineConfig {
                 public_url: "http://127.0.0.1:8480".into(),
                 audit: AuditSigning::ephemeral("test.example/countersign").unwrap(),
-                journal: journal.as_ref().map(|d| d.path().to_owned()),
+                journal: journal
+                    .as_ref()
+                    .map(|d| countersign_engine::JournalConfig::new(d.path())),
             },
         )
         .await
