@@ -37,6 +37,15 @@ pub enum JournalError {
     #[error("the audit journal {0} is in use by another countersign process")]
     InUse(PathBuf),
     #[error(
+        "the store has taken audit journal segment {segment} up to line {line}, and {dir} holds no such segment: this is not the journal the store was run with, or it was moved; point [audit] journal at that directory. If it is lost, the records it held past the store are lost with it: to start anyway, create an empty file {file} in {dir}"
+    )]
+    NotThisStores {
+        dir: PathBuf,
+        segment: u64,
+        line: u64,
+        file: String,
+    },
+    #[error(
         "audit journal {path}, line {line}: {detail}; the gateway will not start without this record: keep the file for inspection, and move it aside only to give the record up"
     )]
     Damaged {
@@ -66,6 +75,16 @@ impl Locked {
     pub fn recover(self, mark: JournalMark) -> Result<(Journal, Vec<Journaled>), JournalError> {
         let Locked { dir, lock } = self;
         let segments = segments(&dir)?;
+        // The mark's own segment is never deleted (only those wholly before it are): without
+        // it, the records past the mark are somewhere else.
+        if mark != JournalMark::default() && !segments.contains(&mark.segment) {
+            return Err(JournalError::NotThisStores {
+                file: segment_name(mark.segment),
+                dir,
+                segment: mark.segment,
+                line: mark.line,
+            });
+        }
         let mut records = Vec::new();
         for &n in segments.iter().filter(|&&n| n >= mark.segment) {
             let skip = if n == mark.segment { mark.line } else { 0 };
@@ -195,8 +214,12 @@ impl Journal {
     }
 }
 
+fn segment_name(n: u64) -> String {
+    format!("{n:020}.jsonl")
+}
+
 fn segment_path(dir: &Path, n: u64) -> PathBuf {
-    dir.join(format!("{n:020}.jsonl"))
+    dir.join(segment_name(n))
 }
 
 fn create_segment(dir: &Path, n: u64) -> Result<File, JournalError> {
@@ -328,6 +351,23 @@ mod tests {
         };
         let (_, back) = open(dir.path(), later).unwrap();
         assert!(back.is_empty());
+    }
+
+    #[test]
+    fn a_journal_without_the_marks_segment_is_refused_until_the_loss_is_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let mark = JournalMark {
+            segment: 3,
+            line: 9,
+        };
+        let err = open(dir.path(), mark).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, JournalError::NotThisStores { .. }), "{text}");
+        assert!(text.contains("00000000000000000003.jsonl"), "{text}");
+        std::fs::write(dir.path().join("00000000000000000003.jsonl"), "").unwrap();
+        let (j, back) = open(dir.path(), mark).unwrap();
+        assert!(back.is_empty());
+        assert_eq!(j.segment, 4);
     }
 
     #[test]

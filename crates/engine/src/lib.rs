@@ -1061,9 +1061,18 @@ impl Engine {
         audit_io::verify_store(&self.inner.store, &self.inner.origin, keys, |_| {}).await
     }
 
-    /// Signs a checkpoint of everything logged so far; call before shutting down.
+    /// Commits what the backlog holds and signs a checkpoint of everything logged so far; call
+    /// before shutting down.
     pub async fn checkpoint(&self) -> Result<(), EngineError> {
-        self.submit(|reply| Job::Checkpoint { reply }).await
+        // A batch takes at most 20,000 of the backlog's records: at shutdown, keep going until
+        // the checkpoint covers them all (bounded, as gates may still be adding).
+        for _ in 0..100 {
+            self.submit(|reply| Job::Checkpoint { reply }).await?;
+            if self.inner.backlog.len() == 0 {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Replaces the audit signing key. The log records the new verifier key in an event that a

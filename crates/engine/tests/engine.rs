@@ -746,6 +746,19 @@ async fn journaled_reads_are_answered_at_once_and_stored_once_in_order(backend: 
 
     // A restart finds nothing to replay: the store's mark covers the journal.
     assert_restart_keeps(engine, &db.url, dir.path(), &sent).await;
+    // Another directory is not this store's journal: the start refuses it rather than lose
+    // what the real one may hold.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let err = start_with_journal(&db.url, Some(elsewhere.path()))
+        .await
+        .expect_err("a journal without the store's mark segment");
+    assert!(
+        matches!(
+            err,
+            EngineError::Journal(countersign_engine::JournalError::NotThisStores { .. })
+        ),
+        "{err}"
+    );
 }
 
 /// A gateway that dies with records journaled but not committed (here the store is down, so
