@@ -369,10 +369,11 @@ impl Engine {
 
     /// Like [`Engine::check`], but an allow that changes no state (a plain permit, no grant
     /// spent) is answered before its commit. With an audit journal, the record is journaled
-    /// (safe from a crash of the process, committed within [`JournalConfig::commit_every`]) and the allow
-    /// comes without a [`Logging`]: the caller may act on it at once. Without one (or while
-    /// the store is failing, or the backlog is full) it comes with the [`Logging`] of its
-    /// record. Every other verdict is answered durable, as by `check`, with no `Logging`.
+    /// (safe from a crash of the process, committed within [`JournalConfig::commit_every`])
+    /// and the allow comes without a [`Logging`]: the caller may act on it at once. Without
+    /// one (or while the store is failing or lagging, or the backlog is full) it comes with
+    /// the [`Logging`] of its record. Every other verdict is answered durable, as by `check`,
+    /// with no `Logging`.
     ///
     /// For gates whose action has no effect but the data it returns: the gate may start the
     /// action at once, and must release none of its results before [`Logging::durable`]
@@ -1019,8 +1020,8 @@ impl Engine {
     /// tool call's result). The decision was logged before the action ran; this event follows
     /// it, so the call returns once the event is queued (and journaled, with a journal), and it
     /// commits with the writer's next batch (within [`JournalConfig::commit_every`] at the
-    /// latest, 10 ms without a journal). Waiting
-    /// here would stall the gate's result stream for nothing.
+    /// latest, 10 ms without a journal). Waiting here would stall the gate's result stream for
+    /// nothing.
     pub fn record_outcome(
         &self,
         principal: &Principal,

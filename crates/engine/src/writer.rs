@@ -4,10 +4,9 @@
 //! Callers send a [`Job`] and wait for its reply. The writer takes whatever jobs are queued
 //! (up to [`MAX_BATCH`]) and whatever records the backlog holds (see `backlog.rs`), runs them in
 //! one transaction, commits once (one fsync for the lot), and only then replies: a caller never
-//! acts on a decision whose audit event is not durable, or, for a record taken by the backlog,
-//! journaled. Because
-//! there is one writer, the audit tree has one right edge and read-check-write steps (a vote,
-//! the use of a single-use grant) cannot interleave.
+//! acts on a decision whose audit event is not durable (or, for a decision the backlog took,
+//! journaled). Because there is one writer, the audit tree has one right edge and
+//! read-check-write steps (a vote, the use of a single-use grant) cannot interleave.
 //!
 //! A job that changes state runs under a savepoint, so a refused or failed job is undone alone
 //! (its audit events with it, see [`crate::tree`]). Audit rows are inserted once per batch; if
