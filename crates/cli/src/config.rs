@@ -469,7 +469,7 @@ fn journal_config(audit: &AuditSection) -> Result<Option<countersign_engine::Jou
         let ms = countersign_core::parse_duration_ms(text)
             .map_err(|e| anyhow::anyhow!("[audit] journal_commit_every: {e}"))?;
         let every = std::time::Duration::from_millis(ms);
-        if every.is_zero() || every > JournalConfig::MAX_COMMIT_EVERY {
+        if every > JournalConfig::MAX_COMMIT_EVERY {
             bail!(
                 "[audit] journal_commit_every must be between 1ms and {}ms, not {text}",
                 JournalConfig::MAX_COMMIT_EVERY.as_millis()

@@ -407,6 +407,16 @@ fn config_errors_stop_serve() {
             "journal_commit_every must be between 1ms and 1000ms",
         ),
         (
+            "journal commit interval that is no duration",
+            "\n[audit]\njournal = \"journal\"\njournal_commit_every = \"soon\"",
+            "journal_commit_every",
+        ),
+        (
+            "journal that never waits",
+            "\n[audit]\njournal = \"journal\"\njournal_commit_every = \"0ms\"",
+            "journal_commit_every: duration `0ms` is zero",
+        ),
+        (
             "journal commit interval without a journal",
             "\n[audit]\njournal_commit_every = \"20ms\"",
             "journal_commit_every needs [audit] journal",

@@ -41,6 +41,7 @@ pub(crate) struct Backlog {
     state: Mutex<State>,
     arrived: Notify,
     /// Decisions are taken only with a journal: without one they must wait for their commit.
+    /// (Whether `state` holds a journal, which never changes, read without the lock.)
     journaled: bool,
     /// The last batch failed to commit.
     failing: AtomicBool,
@@ -61,10 +62,16 @@ struct State {
 #[derive(Debug, Default)]
 pub(crate) struct Drained {
     pub events: Vec<AuditEvent>,
-    /// How far into the journal the batch accounts for, to store with it.
-    pub mark: Option<JournalMark>,
     /// The journal position of each event, to hand them back unchanged.
     places: Vec<Option<JournalMark>>,
+}
+
+impl Drained {
+    /// How far into the journal the batch accounts for, to store with it: the place of its
+    /// last journaled record (positions rise along the backlog).
+    pub fn mark(&self) -> Option<JournalMark> {
+        self.places.iter().rev().find_map(|at| *at)
+    }
 }
 
 /// Whether a decision was taken.
@@ -174,7 +181,6 @@ impl Backlog {
         let take = state.records.len().min(BATCH);
         let mut drained = Drained::default();
         for (event, at) in state.records.drain(..take) {
-            drained.mark = at.or(drained.mark);
             drained.events.push(event);
             drained.places.push(at);
         }
@@ -255,13 +261,13 @@ mod tests {
         }
         let first = backlog.drain();
         assert_eq!(times(&first), [1, 2, 3]);
-        let mark = first.mark.unwrap();
+        let mark = first.mark().unwrap();
         assert_eq!(mark.line, 3);
         backlog.restore(first);
         backlog.push_record(event(4)).unwrap();
         let again = backlog.drain();
         assert_eq!(times(&again), [1, 2, 3, 4]);
-        assert_eq!(again.mark.unwrap().line, 4);
+        assert_eq!(again.mark().unwrap().line, 4);
         assert_eq!(backlog.len(), 0);
     }
 
@@ -304,7 +310,7 @@ mod tests {
         }
         let first = backlog.drain();
         assert_eq!(first.events.len(), BATCH);
-        assert!(first.mark.is_none(), "nothing journaled, nothing to mark");
+        assert!(first.mark().is_none(), "nothing journaled, nothing to mark");
         let due = lock(&backlog.state).due.unwrap();
         assert!(due <= Instant::now(), "the rest is due at once");
         assert_eq!(

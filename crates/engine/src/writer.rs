@@ -233,7 +233,7 @@ async fn commit(
     });
     match ran {
         Ok(()) => {
-            backlog.committed(drained.mark);
+            backlog.committed(drained.mark());
             effects.apply(fx);
             for reply in done {
                 reply.send();
@@ -338,7 +338,7 @@ async fn run_batch(
     for event in &drained.events {
         tree.append(event);
     }
-    if let Some(mark) = drained.mark {
+    if let Some(mark) = drained.mark() {
         tx.set_journal_mark(mark).await?;
     }
     // Oldest job last, so popping keeps arrival order and leaves the rest in `batch`.

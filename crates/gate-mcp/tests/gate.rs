@@ -478,46 +478,37 @@ async fn bad_input_gets_precise_json_rpc_errors() {
         h.extend_from_slice(extra);
         h
     };
-    assert_eq!(
-        code(
-            &c.send(&message, &with(&[("mcp-name", "delete_file")]))
-                .await
+    // Headers that disagree with the body, or are missing: each is -32020.
+    let mismatches: [(&str, Vec<(&str, &str)>); 4] = [
+        (
+            "Mcp-Name names another tool",
+            with(&[("mcp-name", "delete_file")]),
         ),
-        (400, Some(-32020))
-    );
-    assert_eq!(
-        code(&c.send(&message, &with(&[])).await),
-        (400, Some(-32020)),
-        "Mcp-Name missing"
-    );
-    assert_eq!(
-        code(
-            &c.send(
-                &message,
-                &[
-                    ("mcp-protocol-version", "2026-07-28"),
-                    ("mcp-method", "tools/list"),
-                    ("mcp-name", "echo")
-                ]
-            )
-            .await
+        ("Mcp-Name missing", with(&[])),
+        (
+            "Mcp-Method names another method",
+            vec![
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "tools/list"),
+                ("mcp-name", "echo"),
+            ],
         ),
-        (400, Some(-32020))
-    );
-    assert_eq!(
-        code(
-            &c.send(
-                &message,
-                &[
-                    ("mcp-protocol-version", "2025-11-25"),
-                    ("mcp-method", "tools/call"),
-                    ("mcp-name", "echo")
-                ]
-            )
-            .await
+        (
+            "the protocol version header names another revision",
+            vec![
+                ("mcp-protocol-version", "2025-11-25"),
+                ("mcp-method", "tools/call"),
+                ("mcp-name", "echo"),
+            ],
         ),
-        (400, Some(-32020))
-    );
+    ];
+    for (case, headers) in &mismatches {
+        assert_eq!(
+            code(&c.send(&message, headers).await),
+            (400, Some(-32020)),
+            "{case}"
+        );
+    }
     let encoded = "=?base64?ZWNobw==?=";
     assert_eq!(
         code(&c.send(&message, &with(&[("mcp-name", encoded)])).await),

@@ -357,6 +357,12 @@ fn gate(state: &Shared, method: &str, headers: &HeaderMap, body: &Value) -> Opti
     Some(response)
 }
 
+/// Records the call as refused with Slack's `error`, and answers so.
+fn refused(state: &Shared, method: &str, body: &Value, error: &str) -> Response {
+    answered(state, method, body, error);
+    slack_error(error)
+}
+
 fn answered(state: &Shared, method: &str, body: &Value, answer: &str) {
     lock(&state.0).calls.push(Call {
         method: method.to_owned(),
@@ -567,13 +573,11 @@ async fn users_info(
         return r;
     }
     let Some(id) = q.get("user") else {
-        answered(&state, M, &body, "invalid_arguments");
-        return slack_error("invalid_arguments");
+        return refused(&state, M, &body, "invalid_arguments");
     };
     let user = lock(&state.0).users.get(id).cloned();
     let Some(user) = user else {
-        answered(&state, M, &body, "user_not_found");
-        return slack_error("user_not_found");
+        return refused(&state, M, &body, "user_not_found");
     };
     answered(&state, M, &body, "ok");
     let mut profile = json!({"real_name": id, "display_name": id});
@@ -597,8 +601,7 @@ async fn lookup_by_email(
         return r;
     }
     let Some(email) = q.get("email") else {
-        answered(&state, M, &body, "invalid_arguments");
-        return slack_error("invalid_arguments");
+        return refused(&state, M, &body, "invalid_arguments");
     };
     let s = lock(&state.0);
     // Only this workspace's members: the token is the workspace's.
