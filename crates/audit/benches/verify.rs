@@ -49,7 +49,7 @@ fn write_export(path: &std::path::Path, n: u64, key: &SigningKey) -> std::io::Re
     let mut frontier = Frontier::new();
     let mut bytes = 0u64;
     for seq in 0..n {
-        let record = encode(seq, &event(seq));
+        let record = encode(seq, &event(seq)).expect("an event encodes");
         frontier.push(record.leaf_hash);
         let line = export::event_line(&record);
         bytes += line.len() as u64 + 1;

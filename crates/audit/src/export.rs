@@ -984,7 +984,7 @@ mod tests {
             frontiers: vec![f.clone()],
         };
         for (i, e) in events.iter().enumerate() {
-            let r = encode(i as u64, e);
+            let r = encode(i as u64, e).unwrap();
             f.push(r.leaf_hash);
             log.records.push(r);
             log.roots.push(f.root());
@@ -1096,7 +1096,7 @@ mod tests {
 
     #[test]
     fn top_level_scan_ignores_nested_members() {
-        let r = encode(7, &event(7));
+        let r = encode(7, &event(7)).unwrap();
         let f = top_level_fields(r.event_json.as_bytes()).expect("object");
         assert_eq!(f.seq, Some(&b"7"[..]));
         assert_eq!(f.kind, Some(&b"\"attempt\""[..]));
@@ -1176,7 +1176,7 @@ mod tests {
         // An inserted record renumbered to fit: the later records no longer fit their numbers.
         let mut inserted = lines.clone();
         let a = line_of(&inserted, 4) as usize - 1;
-        let forged = encode(5, &event(1000));
+        let forged = encode(5, &event(1000)).unwrap();
         inserted.insert(a + 1, event_line(&forged));
         let err = verify(&inserted, vec![k.verifier()]).expect_err("inserted");
         assert_eq!(err.seq, Some(6), "{err}");

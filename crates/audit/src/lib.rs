@@ -19,7 +19,7 @@ pub mod note;
 
 pub use event::{AuditEvent, EventKind};
 
-use countersign_core::canonical::to_canonical_string;
+use countersign_core::canonical::{CanonicalError, to_canonical_string_with};
 use merkle::Hash;
 
 /// One stored record: `event_json` is the canonical JSON of the event including its `"seq"`
@@ -34,20 +34,14 @@ pub struct AuditRecord {
 
 /// Numbers `event` as `seq` and encodes it canonically (`countersign_core::canonical`): the bytes
 /// of the leaf.
-pub fn encode(seq: u64, event: &AuditEvent) -> AuditRecord {
-    // `AuditEvent` only holds strings, integers, string-keyed maps and JSON values, so
-    // serialisation cannot fail; the fallback exists only to avoid a panic path.
-    let mut doc = serde_json::to_value(event).unwrap_or(serde_json::Value::Null);
-    if let serde_json::Value::Object(map) = &mut doc {
-        map.insert("seq".into(), serde_json::Value::from(seq));
-    }
-    let event_json = to_canonical_string(&doc);
+pub fn encode(seq: u64, event: &AuditEvent) -> Result<AuditRecord, CanonicalError> {
+    let event_json = to_canonical_string_with(event, "seq", seq)?;
     let leaf_hash = merkle::leaf_hash(event_json.as_bytes());
-    AuditRecord {
+    Ok(AuditRecord {
         seq,
         event_json,
         leaf_hash,
-    }
+    })
 }
 
 /// What the `outcome` of an [`EventKind::KeyRotated`] event starts with; the verifier key text
@@ -84,7 +78,7 @@ mod tests {
     fn encode_numbers_and_hashes_the_canonical_bytes() {
         let mut e = AuditEvent::new(EventKind::PolicyLoaded, Timestamp(1_700_000_000_000));
         e.policy_version = Some("v7".into());
-        let r = encode(42, &e);
+        let r = encode(42, &e).unwrap();
         assert_eq!(r.seq, 42);
         assert_eq!(
             r.event_json,
@@ -92,7 +86,49 @@ mod tests {
         );
         assert_eq!(r.leaf_hash, merkle::leaf_hash(r.event_json.as_bytes()));
         // Different numbers, different leaves.
-        assert_ne!(encode(43, &e).leaf_hash, r.leaf_hash);
+        assert_ne!(encode(43, &e).unwrap().leaf_hash, r.leaf_hash);
+    }
+
+    #[test]
+    fn every_field_encodes_as_its_json_value_does() {
+        use countersign_core::{Classification, PrincipalRef, Resource, ResourceRef};
+        let mut e = AuditEvent::new(EventKind::Attempt, Timestamp(-3));
+        e.actor = Some(PrincipalRef::user("ré\"viewer"));
+        e.principal = Some(PrincipalRef::user("agent\n1"));
+        e.on_behalf_of = Some("😀".into());
+        e.action = Some("db.read".into());
+        e.resources = vec![Resource {
+            parent: Some(ResourceRef {
+                kind: "Database".into(),
+                id: "prod".into(),
+            }),
+            classification: Some(Classification::Restricted),
+            tags: ["pii".to_owned(), "eu".to_owned()].into(),
+            ..Resource::new("Table", "prod/users")
+        }];
+        e.payload_digest = Some("ab".repeat(32));
+        e.payload = Some(
+            serde_json::json!({"sql": "SELECT 1", "params": [1, 2.5, null, {"z": 1, "a": [true]}]}),
+        );
+        e.justification = Some("\u{1}".into());
+        e.verdict = Some("allow".into());
+        e.reason = Some("r".into());
+        e.policy_version = Some("v".into());
+        e.policy_ids = vec!["b".into(), "a".into()];
+        e.request_id = Some("req".into());
+        e.grant_id = Some("g".into());
+        e.vote_id = Some("v1".into());
+        e.channel = Some("prod".into());
+        e.outcome = Some("SELECT 1".into());
+        e.break_glass = true;
+        let mut value = serde_json::to_value(&e).unwrap();
+        value
+            .as_object_mut()
+            .unwrap()
+            .insert("seq".into(), 9.into());
+        let mut expected = Vec::new();
+        countersign_core::canonical::write_value(&value, &mut expected);
+        assert_eq!(encode(9, &e).unwrap().event_json.as_bytes(), expected);
     }
 
     #[test]
@@ -105,6 +141,7 @@ mod tests {
         assert!(parse_key_rotation("new key: x").is_err());
         assert!(
             encode(0, &e)
+                .unwrap()
                 .event_json
                 .contains(r#""kind":"audit.key_rotated""#)
         );

@@ -73,14 +73,23 @@ impl PayloadDigest {
         resources: &[Resource],
         payload: &serde_json::Value,
     ) -> PayloadDigest {
-        let document = serde_json::json!({
-            "action": action.as_str(),
-            "resources": resources,
-            "payload": payload,
-        });
+        // Fields in name order, as the canonical form writes them.
+        #[derive(Serialize)]
+        struct Digested<'a> {
+            action: &'a str,
+            payload: &'a serde_json::Value,
+            resources: &'a [Resource],
+        }
         let mut bytes = Vec::with_capacity(256);
         bytes.extend_from_slice(DOMAIN);
-        write_canonical(&document, &mut bytes);
+        let digested = Digested {
+            action: action.as_str(),
+            payload,
+            resources,
+        };
+        if let Err(e) = write_canonical(&digested, &mut bytes) {
+            unreachable!("strings, string sets and a JSON value always encode: {e}");
+        }
         PayloadDigest(Sha256::digest(&bytes).into())
     }
 }

@@ -7,7 +7,7 @@
 //! first time it sees it; a tool whose definition differs from the accepted one is blocked
 //! until an operator accepts the change.
 
-use crate::canonical::write_canonical;
+use crate::canonical::write_value;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -47,7 +47,7 @@ impl ToolFingerprint {
     pub fn compute(definition: &Value) -> ToolFingerprint {
         let mut bytes = Vec::with_capacity(512);
         bytes.extend_from_slice(DOMAIN);
-        write_canonical(definition, &mut bytes);
+        write_value(definition, &mut bytes);
         ToolFingerprint(Sha256::digest(&bytes).into())
     }
 }

@@ -299,7 +299,7 @@ async fn fill(store: &Store, n: u64, key: &SigningKey) -> Result<u64, Error> {
             };
             for s in seq..end {
                 let e = event(s);
-                let record = encode(s, &e);
+                let record = encode(s, &e).expect("an event encodes");
                 frontier.push_with(record.leaf_hash, |id, hash| {
                     if id.level > 0 {
                         batch.nodes.push((id, hash));

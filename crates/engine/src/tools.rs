@@ -115,7 +115,7 @@ pub(crate) async fn observe(
             w.tx.put_mcp_tool(&known).await?;
             let mut event = tool_event(EventKind::McpToolFirstSeen, gate, &name, &seen, now);
             event.outcome = Some("pinned".into());
-            w.append(&event);
+            w.append(&event)?;
             fx.push(Effect::ToolPinned(known));
             standings.push(ToolStanding::Trusted);
             continue;
@@ -135,7 +135,7 @@ pub(crate) async fn observe(
             known.changed = Some(seen);
             known.updated_at = now;
             w.tx.put_mcp_tool(&known).await?;
-            w.append(&event);
+            w.append(&event)?;
             fx.push(Effect::ToolPinned(known));
         }
         standings.push(standing);
@@ -185,7 +185,7 @@ pub(crate) async fn accept(
     known.accepted = changed;
     known.updated_at = now;
     w.tx.put_mcp_tool(&known).await?;
-    w.append(&event);
+    w.append(&event)?;
     fx.push(Effect::ToolPinned(known.clone()));
     Ok(known)
 }

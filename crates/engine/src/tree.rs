@@ -100,8 +100,9 @@ impl Tree {
     }
 
     /// Numbers, encodes and links `event`; its row is inserted by [`Tree::flush`].
-    pub fn append(&mut self, event: &AuditEvent) {
-        let record = encode(self.frontier.size(), event);
+    pub fn append(&mut self, event: &AuditEvent) -> Result<(), EngineError> {
+        let record = encode(self.frontier.size(), event)
+            .map_err(|e| EngineError::NotRecorded(e.to_string()))?;
         let nodes = &mut self.nodes;
         self.frontier.push_with(record.leaf_hash, |id, hash| {
             // Leaf hashes are stored with their events; only inner nodes go to `audit_nodes`.
@@ -119,6 +120,7 @@ impl Tree {
         if self.unsigned_since.is_none() {
             self.unsigned_since = Some(Instant::now());
         }
+        Ok(())
     }
 
     pub fn mark(&self) -> Mark {

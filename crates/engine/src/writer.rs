@@ -317,8 +317,8 @@ pub(crate) struct Writer<'a> {
 
 impl Writer<'_> {
     /// Logs `event`; it commits with the job's other writes or not at all.
-    pub fn append(&mut self, event: &AuditEvent) {
-        self.tree.append(event);
+    pub fn append(&mut self, event: &AuditEvent) -> Result<(), EngineError> {
+        self.tree.append(event)
     }
 }
 
@@ -336,7 +336,7 @@ async fn run_batch(
     let mut tx = store.begin().await?;
     // The backlog's records came first: they were made before the jobs were taken.
     for event in &drained.events {
-        tree.append(event);
+        tree.append(event)?;
     }
     if let Some(mark) = drained.mark() {
         tx.set_journal_mark(mark).await?;
@@ -348,7 +348,10 @@ async fn run_batch(
         let job = match job {
             // Plain decisions change nothing but the log: no savepoint needed.
             Job::Decision(d, reply) if d.grant.is_none() && d.new_request.is_none() => {
-                tree.append(&attempt_event(&d, now));
+                if let Err(e) = tree.append(&attempt_event(&d, now)) {
+                    batch.push(Job::Decision(d, reply));
+                    return Err(e);
+                }
                 done.push(Done::new(reply, Ok(Decided::Logged)));
                 continue;
             }
@@ -441,15 +444,15 @@ async fn execute(
         } => {
             let r = match &policy_version {
                 Some((version, files, count)) => {
-                    w.tx.record_policy_version(version, files, *count).await
+                    w.tx.record_policy_version(version, files, *count)
+                        .await
+                        .map_err(EngineError::from)
                 }
                 None => Ok(()),
-            };
-            let failed = r.is_err();
-            if !failed {
-                w.append(&event);
             }
-            (Done::new(reply, r.map_err(EngineError::from)), failed)
+            .and_then(|()| w.append(&event));
+            let failed = r.is_err();
+            (Done::new(reply, r), failed)
         }
         Job::Checkpoint { reply } => {
             w.tree.request_checkpoint();
@@ -484,9 +487,12 @@ async fn execute(
             (Done::new(reply, r), failed)
         }
         Job::RotateKey { event, key, reply } => {
-            w.append(&event);
-            w.tree.rotate_key(*key);
-            (Done::new(reply, Ok(())), false)
+            let r = w.append(&event);
+            let failed = r.is_err();
+            if !failed {
+                w.tree.rotate_key(*key);
+            }
+            (Done::new(reply, r), failed)
         }
     }
 }
@@ -514,15 +520,15 @@ async fn decision(
                 grant_id.clone(),
             ));
         }
-        w.append(&attempt_event(&d, now));
+        w.append(&attempt_event(&d, now))?;
         let mut used = attempt_event(&d, now);
         used.kind = EventKind::GrantUsed;
         used.request_id = Some(grant.request_id.clone());
-        w.append(&used);
+        w.append(&used)?;
         return Ok(Decided::Logged);
     }
     let Some((request_id, expires_at)) = d.new_request.clone() else {
-        w.append(&attempt_event(&d, now));
+        w.append(&attempt_event(&d, now))?;
         return Ok(Decided::Logged);
     };
     let Verdict::Approval {
@@ -531,7 +537,7 @@ async fn decision(
         ..
     } = &d.verdict
     else {
-        w.append(&attempt_event(&d, now));
+        w.append(&attempt_event(&d, now))?;
         return Ok(Decided::Logged);
     };
     let existing =
@@ -568,7 +574,7 @@ async fn decision(
     };
     let mut event = attempt_event(&d, now);
     event.request_id = Some(request.id.clone());
-    w.append(&event);
+    w.append(&event)?;
     if created {
         let mut created = request_event(EventKind::RequestCreated, &request, now);
         created.reason = Some(d.verdict.reason().to_owned());
@@ -576,7 +582,7 @@ async fn decision(
             "expires at {}; grant {}",
             request.expires_at, request.requirements.grant
         ));
-        w.append(&created);
+        w.append(&created)?;
         notice(NoticeKind::Created, &request, now, fx, |_| {});
     }
     Ok(Decided::Held(Box::new(request)))
@@ -611,12 +617,12 @@ async fn cast_vote(
         Err(refusal) => {
             event.kind = EventKind::VoteRefused;
             event.outcome = Some(refusal.to_string());
-            w.append(&event);
+            w.append(&event)?;
             Ok(Err(refusal))
         }
         Ok(outcome) => {
             w.tx.insert_vote(request_id, &vote).await?;
-            w.append(&event);
+            w.append(&event)?;
             match outcome {
                 VoteOutcome::Settled(status) => {
                     settle(w, &request, status, Some(voter.reference()), now, fx).await?;
@@ -667,7 +673,7 @@ async fn settle(
         }
         .to_owned(),
     );
-    w.append(&event);
+    w.append(&event)?;
     fx.push(Effect::Settled(request.id.clone(), status));
     notice(NoticeKind::Settled, request, now, fx, |n| n.actor = actor);
     Ok(())
@@ -704,7 +710,7 @@ async fn issue_grant(
     let mut event = request_event(EventKind::GrantIssued, request, now);
     event.grant_id = Some(grant.id.clone());
     event.outcome = Some(format!("{} grant until {}", grant.shape, grant.expires_at));
-    w.append(&event);
+    w.append(&event)?;
     notice(NoticeKind::GrantIssued, request, now, fx, |n| {
         n.grant = Some(grant.clone());
     });
@@ -760,7 +766,7 @@ async fn revoke(
     let mut event = grant_event(EventKind::GrantRevoked, &grant, now);
     event.actor = Some(by.clone());
     event.reason = reason;
-    w.append(&event);
+    w.append(&event)?;
     grant_notice(
         w,
         NoticeKind::GrantRevoked,
@@ -820,7 +826,7 @@ async fn escalate_and_remind(
             "no decision in time; now also asked: {}",
             groups.iter().cloned().collect::<Vec<_>>().join(", ")
         ));
-        w.append(&event);
+        w.append(&event)?;
         notice(NoticeKind::Escalated, &request, now, fx, |n| {
             n.groups = groups
         });
@@ -832,7 +838,7 @@ async fn escalate_and_remind(
         };
         let mut event = request_event(EventKind::RequestReminded, &request, now);
         event.outcome = Some(format!("expires at {}", request.expires_at));
-        w.append(&event);
+        w.append(&event)?;
         notice(NoticeKind::Reminder, &request, now, fx, |_| {});
     }
     Ok(())
@@ -863,7 +869,7 @@ async fn expire_due(
                     event.request_id = Some(id.clone());
                     event.outcome = Some(RequestStatus::Expired.as_str().to_owned());
                     event.reason = Some(format!("stored {what} is unreadable: {detail}"));
-                    w.append(&event);
+                    w.append(&event)?;
                     fx.push(Effect::Settled(id, RequestStatus::Expired));
                 }
             }
@@ -877,7 +883,7 @@ async fn expire_due(
         if w.tx.end_grant(&id, GrantStatus::Expired, now).await? {
             grant.status = GrantStatus::Expired;
             grant.ended_at = Some(now);
-            w.append(&grant_event(EventKind::GrantExpired, &grant, now));
+            w.append(&grant_event(EventKind::GrantExpired, &grant, now))?;
             grant_notice(w, NoticeKind::GrantExpired, &grant, None, now, fx).await?;
             fx.push(Effect::GrantEnded(grant.principal.clone(), id));
         }

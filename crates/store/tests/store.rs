@@ -199,7 +199,7 @@ async fn audit_tree_is_stored_and_append_only(backend: Backend) {
     for i in 0..13 {
         let mut e = AuditEvent::new(EventKind::Attempt, Timestamp(i));
         e.verdict = Some("allow".into());
-        let record = encode(frontier.size(), &e);
+        let record = encode(frontier.size(), &e).unwrap();
         let inner: Vec<_> = frontier
             .push(record.leaf_hash)
             .into_iter()
