@@ -75,11 +75,13 @@ pids+=($!)
 token=$("$bin" token new --kind agent --id bench-agent --groups agents 2>/dev/null | sed -n 1p)
 hashes=$(printf '%s\n' "$token" | "$bin" token hash)
 # JOURNAL=0 leaves the audit journal out: reads then wait for the store's commit.
-# JOURNAL_COMMIT_EVERY sets how long journaled records wait for their commit (default 10ms).
+# JOURNAL_SYNC_EVERY and JOURNAL_COMMIT_EVERY set how often the journal is synced to disk
+# (default 10ms) and how long journaled records wait for their commit (default 200ms).
 journal_line=""
 if [ "${JOURNAL:-1}" = 1 ]; then
     journal_line="journal = \"$work/journal\"
-journal_commit_every = \"${JOURNAL_COMMIT_EVERY:-10ms}\""
+journal_sync_every = \"${JOURNAL_SYNC_EVERY:-10ms}\"
+journal_commit_every = \"${JOURNAL_COMMIT_EVERY:-200ms}\""
 fi
 cat >"$work/countersign.toml" <<TOML
 [server]

@@ -271,8 +271,11 @@ pub struct AuditSection {
     /// on at once, reaching the store within `journal_commit_every`. Without it they wait for
     /// the store's commit.
     pub journal: Option<PathBuf>,
-    /// Longest a journaled record waits for its commit (default `10ms`, at most `1s`): what a
-    /// crash of the whole machine can lose, against the cost of a commit per record.
+    /// How often the journal is synced to disk (default `10ms`, at most `1s`): what a crash of
+    /// the whole machine can lose, against the cost of a sync.
+    pub journal_sync_every: Option<String>,
+    /// Longest a journaled record waits for its commit to the store (default `200ms`, at most
+    /// `1s`): how far the stored log lags, against the cost of a commit.
     pub journal_commit_every: Option<String>,
 }
 
@@ -459,23 +462,40 @@ impl StateLocation {
 fn journal_config(audit: &AuditSection) -> Result<Option<countersign_engine::JournalConfig>> {
     use countersign_engine::JournalConfig;
     let Some(dir) = &audit.journal else {
-        if audit.journal_commit_every.is_some() {
-            bail!("[audit] journal_commit_every needs [audit] journal");
+        for (name, value) in [
+            ("journal_sync_every", &audit.journal_sync_every),
+            ("journal_commit_every", &audit.journal_commit_every),
+        ] {
+            if value.is_some() {
+                bail!("[audit] {name} needs [audit] journal");
+            }
         }
         return Ok(None);
     };
     let mut journal = JournalConfig::new(dir);
-    if let Some(text) = &audit.journal_commit_every {
+    for (name, value, setting) in [
+        (
+            "journal_sync_every",
+            &audit.journal_sync_every,
+            &mut journal.sync_every,
+        ),
+        (
+            "journal_commit_every",
+            &audit.journal_commit_every,
+            &mut journal.commit_every,
+        ),
+    ] {
+        let Some(text) = value else { continue };
         let ms = countersign_core::parse_duration_ms(text)
-            .map_err(|e| anyhow::anyhow!("[audit] journal_commit_every: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("[audit] {name}: {e}"))?;
         let every = std::time::Duration::from_millis(ms);
-        if every > JournalConfig::MAX_COMMIT_EVERY {
+        if every > JournalConfig::MAX_EVERY {
             bail!(
-                "[audit] journal_commit_every must be between 1ms and {}ms, not {text}",
-                JournalConfig::MAX_COMMIT_EVERY.as_millis()
+                "[audit] {name} must be between 1ms and {}ms, not {text}",
+                JournalConfig::MAX_EVERY.as_millis()
             );
         }
-        journal.commit_every = every;
+        *setting = every;
     }
     Ok(Some(journal))
 }

@@ -422,6 +422,21 @@ fn config_errors_stop_serve() {
             "journal_commit_every needs [audit] journal",
         ),
         (
+            "journal synced too rarely",
+            "\n[audit]\njournal = \"journal\"\njournal_sync_every = \"2s\"",
+            "journal_sync_every must be between 1ms and 1000ms",
+        ),
+        (
+            "journal sync interval that is no duration",
+            "\n[audit]\njournal = \"journal\"\njournal_sync_every = \"often\"",
+            "journal_sync_every",
+        ),
+        (
+            "journal sync interval without a journal",
+            "\n[audit]\njournal_sync_every = \"5ms\"",
+            "journal_sync_every needs [audit] journal",
+        ),
+        (
             "two PostgreSQL gates under one name",
             &"\n[[gates.postgres]]\nname = \"prod\"\nlisten = \"127.0.0.1:0\"\nupstream = \"postgres://app@127.0.0.1/app\"".repeat(2),
             "two PostgreSQL gates are named `prod`",

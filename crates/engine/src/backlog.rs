@@ -2,24 +2,28 @@
 //!
 //! Callers append here instead of sending the writer a job, so a busy gate costs the writer one
 //! wake-up per batch instead of one per record: the writer takes what is here once the oldest
-//! record has waited the commit interval (`[audit] journal_commit_every`, 10 ms by default), or sooner with the next job a caller does wait for. With an
-//! audit journal (see `journal.rs`) each record is journaled as it is appended, in append
-//! order, which is what lets a decision be acted on before its commit
-//! ([`Backlog::push_decision`]).
+//! record has waited the commit interval (`[audit] journal_commit_every`, 10 ms by default), or
+//! sooner with the next job a caller does wait for. With an audit journal (see `journal.rs`)
+//! every record is journaled in append order. A decision's line is written before it is
+//! acted on ([`Backlog::push_decision`]); the line of an after-the-fact record (what became of
+//! an action) waits in memory and goes out with the next decision's, in the same `write`, or
+//! with the next sync, so a busy session costs one `write` per statement. A thread of its own
+//! ([`Backlog::keep_synced`]) syncs the journal to disk every sync interval.
 //!
-//! Decisions are taken here only while the writer keeps up: not once a batch has failed to
-//! commit (until one commits again), not while the writer is [`STALL`] late taking what is
-//! here (a commit that hangs), and not past [`CAPACITY`] records. A decision that is not taken
+//! Decisions are taken here only while the writer and the journal keep up: not once a batch
+//! has failed to commit (until one commits again), not while the writer is [`STALL`] late
+//! taking what is here (a commit that hangs), not past [`CAPACITY`] records, not once a sync
+//! failed (until one succeeds) and not while the syncs are [`STALL`] late. A decision that is not taken
 //! waits for its commit like every other, and is denied if that fails. A failed batch hands
 //! its records back ([`Backlog::restore`]), in front of newer ones.
 
 use crate::journal::{Journal, Journaled};
-use crate::{EngineError, lock};
+use crate::lock;
 use countersign_audit::AuditEvent;
 use countersign_store::JournalMark;
 use std::collections::VecDeque;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
@@ -47,6 +51,13 @@ pub(crate) struct Backlog {
     failing: AtomicBool,
     /// Longest a record waits for its batch.
     delay: Duration,
+    /// How often the journal is synced, once [`Backlog::keep_synced`] started the syncs.
+    sync_every: OnceLock<Duration>,
+    /// The last sync failed.
+    sync_failing: AtomicBool,
+    /// When the last round of the sync thread ended, in milliseconds since `epoch`.
+    synced_at: AtomicU64,
+    epoch: Instant,
 }
 
 #[derive(Debug)]
@@ -56,6 +67,10 @@ struct State {
     /// When the writer should take what is here.
     due: Option<Instant>,
     journal: Option<Journal>,
+    /// Journal lines not yet written: those of the last `unwritten_records` records, which
+    /// get their places once the lines are written.
+    unwritten: Vec<u8>,
+    unwritten_records: usize,
 }
 
 /// What the writer took for one batch.
@@ -97,17 +112,53 @@ impl Backlog {
                     .collect(),
                 due,
                 journal,
+                unwritten: Vec::new(),
+                unwritten_records: 0,
             }),
             arrived: Notify::new(),
             failing: AtomicBool::new(false),
             delay,
+            sync_every: OnceLock::new(),
+            sync_failing: AtomicBool::new(false),
+            synced_at: AtomicU64::new(0),
+            epoch: Instant::now(),
         }
     }
 
+    /// Starts the thread that syncs the journal to disk every `every` (writing the lines that
+    /// wait first), for as long as the backlog lives. Without a journal, nothing to do.
+    pub fn keep_synced(self: &Arc<Self>, every: Duration) -> std::io::Result<()> {
+        if !self.journaled || self.sync_every.set(every).is_err() {
+            return Ok(());
+        }
+        self.synced_at.store(self.since_epoch(), Ordering::Relaxed);
+        let backlog = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("audit-journal-sync".into())
+            .spawn(move || sync_journal(&backlog, every))
+            .map(drop)
+    }
+
+    fn since_epoch(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether records journaled now reach the disk in time: the last sync succeeded, and
+    /// the sync thread is not [`STALL`] late (a sync that hangs).
+    fn syncs_keep_up(&self) -> bool {
+        let Some(every) = self.sync_every.get() else {
+            return true;
+        };
+        let late = self
+            .since_epoch()
+            .saturating_sub(self.synced_at.load(Ordering::Relaxed));
+        !self.sync_failing.load(Ordering::Relaxed) && Duration::from_millis(late) <= *every + STALL
+    }
+
     /// Takes the record of a decision that is acted on before its commit, if it can be
-    /// journaled now.
+    /// journaled now (with the lines still waiting to be written, in one `write`).
     pub fn push_decision(&self, event: AuditEvent) -> Admission {
-        if !self.journaled || self.failing.load(Ordering::Relaxed) {
+        if !self.journaled || self.failing.load(Ordering::Relaxed) || !self.syncs_keep_up() {
             return Admission::Declined;
         }
         let Ok(line) = journal_line(&event) else {
@@ -118,36 +169,39 @@ impl Backlog {
         if stalled || state.records.len() >= CAPACITY {
             return Admission::Declined;
         }
-        let Some(journal) = &mut state.journal else {
-            return Admission::Declined;
-        };
-        match journal.append(&line) {
+        let waiting = state.unwritten.len();
+        state.unwritten.extend_from_slice(&line);
+        match write_unwritten(&mut state) {
             Ok(at) => {
-                self.queue(&mut state, event, Some(at));
+                self.queue(&mut state, event, at);
                 Admission::Recorded
             }
             Err(e) => {
+                // The waiting lines stay for the next write; this one goes with its decision.
+                state.unwritten.truncate(waiting);
                 tracing::error!(error = %e, "cannot write the audit journal; decisions wait for the store");
                 Admission::Declined
             }
         }
     }
 
-    /// Takes an after-the-fact record (what became of an action). It is kept for the writer
-    /// even if the journal cannot be written; the error says so.
-    pub fn push_record(&self, event: AuditEvent) -> Result<(), EngineError> {
+    /// Takes an after-the-fact record (what became of an action). Its journal line is written
+    /// with the next decision's, the next sync, or when the writer takes the backlog,
+    /// whichever comes first.
+    pub fn push_record(&self, event: AuditEvent) {
         let line = self.journaled.then(|| journal_line(&event));
         let mut state = lock(&self.state);
-        let (at, result) = match (&mut state.journal, line) {
-            (Some(journal), Some(Ok(line))) => match journal.append(&line) {
-                Ok(at) => (Some(at), Ok(())),
-                Err(e) => (None, Err(e.to_string())),
-            },
-            (Some(_), Some(Err(e))) => (None, Err(e.to_string())),
-            _ => (None, Ok(())),
-        };
-        self.queue(&mut state, event, at);
-        result.map_err(EngineError::NotJournaled)
+        match line {
+            Some(Ok(line)) => {
+                state.unwritten.extend_from_slice(&line);
+                state.unwritten_records += 1;
+            }
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "an audit record cannot be journaled; it waits for the store");
+            }
+            None => {}
+        }
+        self.queue(&mut state, event, None);
     }
 
     fn queue(&self, state: &mut State, event: AuditEvent, at: Option<JournalMark>) {
@@ -175,6 +229,14 @@ impl Backlog {
     /// The oldest records here (at most [`BATCH`]), for one batch.
     pub fn drain(&self) -> Drained {
         let mut state = lock(&self.state);
+        if state.unwritten_records > 0
+            && let Err(e) = write_unwritten(&mut state)
+        {
+            // The records still go to the store; only the journal's copy is given up.
+            tracing::error!(error = %e, "cannot write the audit journal; records wait for the store");
+            state.unwritten.clear();
+            state.unwritten_records = 0;
+        }
         if let Some(journal) = &mut state.journal {
             journal.roll_if_due();
         }
@@ -218,11 +280,76 @@ impl Backlog {
     }
 }
 
-fn journal_line(event: &AuditEvent) -> Result<Vec<u8>, EngineError> {
-    let mut line = serde_json::to_vec(event)
-        .map_err(|e| EngineError::NotRecorded(format!("cannot encode an audit record: {e}")))?;
+fn journal_line(event: &AuditEvent) -> Result<Vec<u8>, serde_json::Error> {
+    let mut line = serde_json::to_vec(event)?;
     line.push(b'\n');
     Ok(line)
+}
+
+/// The sync thread: every `every`, writes the lines that wait and syncs what was written.
+/// The backlog is held only while its lock is: a sync that hangs does not keep it alive, and
+/// the thread ends with it.
+fn sync_journal(backlog: &Weak<Backlog>, every: Duration) {
+    loop {
+        std::thread::sleep(every);
+        let file = {
+            let Some(backlog) = backlog.upgrade() else {
+                return;
+            };
+            let mut state = lock(&backlog.state);
+            if state.unwritten_records > 0
+                && let Err(e) = write_unwritten(&mut state)
+            {
+                tracing::error!(error = %e, "cannot write the audit journal; records wait for the store");
+            }
+            state.journal.as_mut().and_then(Journal::unsynced)
+        };
+        let synced = match file {
+            Some(file) => file.sync_data(),
+            None => Ok(()),
+        };
+        let Some(backlog) = backlog.upgrade() else {
+            return;
+        };
+        if let Err(e) = &synced {
+            tracing::error!(error = %e, "cannot sync the audit journal; decisions wait for the store");
+        }
+        backlog
+            .sync_failing
+            .store(synced.is_err(), Ordering::Relaxed);
+        backlog
+            .synced_at
+            .store(backlog.since_epoch(), Ordering::Relaxed);
+    }
+}
+
+/// Writes the lines waiting in `state` in one `write` and gives their records their places.
+/// Returns the place of the last line, the decision's when one was added after the records.
+fn write_unwritten(state: &mut State) -> std::io::Result<Option<JournalMark>> {
+    let State {
+        records,
+        journal,
+        unwritten,
+        unwritten_records,
+        ..
+    } = state;
+    let Some(journal) = journal else {
+        return Err(std::io::Error::other("no audit journal"));
+    };
+    let last = journal.append(unwritten)?;
+    // Lines sit in one segment, one per record: the record `k` lines before the last is
+    // `k` lines back.
+    let placed = records.len() - *unwritten_records;
+    let lines = unwritten.iter().filter(|&&b| b == b'\n').count();
+    for (i, (_, at)) in records.iter_mut().skip(placed).enumerate() {
+        *at = Some(JournalMark {
+            segment: last.segment,
+            line: last.line - (lines - 1 - i) as u64,
+        });
+    }
+    unwritten.clear();
+    *unwritten_records = 0;
+    Ok(Some(last))
 }
 
 #[cfg(test)]
@@ -264,11 +391,123 @@ mod tests {
         let mark = first.mark().unwrap();
         assert_eq!(mark.line, 3);
         backlog.restore(first);
-        backlog.push_record(event(4)).unwrap();
+        backlog.push_record(event(4));
         let again = backlog.drain();
         assert_eq!(times(&again), [1, 2, 3, 4]);
         assert_eq!(again.mark().unwrap().line, 4);
         assert_eq!(backlog.len(), 0);
+    }
+
+    #[test]
+    fn outcome_lines_go_out_with_the_next_decision_or_the_next_drain() {
+        let dir = tempfile::tempdir().unwrap();
+        let backlog = journaled(dir.path());
+        let written = || -> usize {
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+                .map(|p| {
+                    std::fs::read(p)
+                        .unwrap()
+                        .iter()
+                        .filter(|&&b| b == b'\n')
+                        .count()
+                })
+                .sum()
+        };
+        backlog.push_record(event(1));
+        backlog.push_record(event(2));
+        assert_eq!(written(), 0, "outcome lines wait");
+        assert!(matches!(
+            backlog.push_decision(event(3)),
+            Admission::Recorded
+        ));
+        assert_eq!(written(), 3, "they went with the decision's");
+        backlog.push_record(event(4));
+        let drained = backlog.drain();
+        assert_eq!(written(), 4, "the drain wrote the last one");
+        assert_eq!(times(&drained), [1, 2, 3, 4]);
+        let lines: Vec<u64> = drained.places.iter().map(|at| at.unwrap().line).collect();
+        assert_eq!(lines, [1, 2, 3, 4]);
+        drop(backlog);
+
+        // A restart reads back exactly these records, at exactly these places.
+        let (_, recovered) = Journal::lock(dir.path())
+            .unwrap()
+            .recover(JournalMark::default())
+            .unwrap();
+        let read: Vec<(i64, Option<JournalMark>)> = recovered
+            .iter()
+            .map(|(e, at)| (e.time.0, Some(*at)))
+            .collect();
+        let taken: Vec<(i64, Option<JournalMark>)> = drained
+            .events
+            .iter()
+            .map(|e| e.time.0)
+            .zip(drained.places)
+            .collect();
+        assert_eq!(read, taken);
+    }
+
+    #[test]
+    fn the_sync_thread_writes_waiting_lines_and_lets_go_with_the_backlog() {
+        let dir = tempfile::tempdir().unwrap();
+        let backlog = Arc::new(journaled(dir.path()));
+        backlog.keep_synced(Duration::from_millis(5)).unwrap();
+        backlog.push_record(event(1));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while lock(&backlog.state).unwritten_records > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the waiting line was never written"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(
+            lock(&backlog.state).records[0].1.is_some(),
+            "it has its place"
+        );
+        assert!(backlog.syncs_keep_up());
+        drop(backlog);
+        // The journal is free again at once: a restart need not wait for the thread.
+        let (_, recovered) = Journal::lock(dir.path())
+            .unwrap()
+            .recover(JournalMark::default())
+            .unwrap();
+        assert_eq!(recovered.len(), 1);
+    }
+
+    #[test]
+    fn decisions_wait_for_their_commit_while_syncs_fail_or_lag() {
+        let dir = tempfile::tempdir().unwrap();
+        let backlog = journaled(dir.path());
+        // The rules without the thread: it would keep `synced_at` fresh.
+        backlog.sync_every.set(DELAY).unwrap();
+        backlog
+            .synced_at
+            .store(backlog.since_epoch(), Ordering::Relaxed);
+        assert!(matches!(
+            backlog.push_decision(event(1)),
+            Admission::Recorded
+        ));
+        backlog.sync_failing.store(true, Ordering::Relaxed);
+        assert!(matches!(
+            backlog.push_decision(event(2)),
+            Admission::Declined
+        ));
+        backlog.sync_failing.store(false, Ordering::Relaxed);
+        assert!(matches!(
+            backlog.push_decision(event(3)),
+            Admission::Recorded
+        ));
+        backlog.drain();
+        // No sync round ended for longer than the interval and the stall allowance: a sync hangs.
+        std::thread::sleep(DELAY + STALL + Duration::from_millis(20));
+        assert!(matches!(
+            backlog.push_decision(event(4)),
+            Admission::Declined
+        ));
     }
 
     #[test]
@@ -306,7 +545,7 @@ mod tests {
     fn a_long_backlog_commits_in_bounded_batches() {
         let backlog = Backlog::new(None, Vec::new(), DELAY);
         for n in 0..(BATCH as i64 + 5) {
-            backlog.push_record(event(n)).unwrap();
+            backlog.push_record(event(n));
         }
         let first = backlog.drain();
         assert_eq!(first.events.len(), BATCH);

@@ -25,10 +25,6 @@ pub enum EngineError {
     /// The batch holding this step failed to commit and was rolled back; nothing was written.
     #[error("not recorded: {0}")]
     NotRecorded(String),
-    /// An after-the-fact record could not be journaled; it commits with the writer's next
-    /// batch unless the process dies first.
-    #[error("not journaled ({0}); the record is held in memory until the writer's next commit")]
-    NotJournaled(String),
     /// The writer is gone (shutting down or crashed); nothing was written.
     #[error("the engine is not running")]
     Stopped,

@@ -3,15 +3,19 @@
 //! moment each record is made, so that a gateway that dies before the writer's next commit
 //! loses none of them.
 //!
-//! One record is one JSON line, handed to the kernel by a single `write` on a file opened for
-//! appending: once `append` returns, the record survives a crash of the process. The journal
-//! is not fsynced; the store is. The writer commits journaled records to the store in batches
+//! One record is one JSON line, handed to the kernel by a `write` on a file opened for
+//! appending: once `append` returns, the record survives a crash of the process. A decision's
+//! line is written before the decision is acted on; the line of what became of an action may
+//! wait in memory for the next decision's `write` or the next sync, whichever comes first.
+//! A thread syncs the journal to disk every `journal_sync_every` (10 ms by default; see
+//! `backlog.rs`), so what a crash of the whole machine (power, kernel) can lose is what was
+//! journaled in the last sync interval, or at most 50 ms more while syncs lag, since decisions
+//! stop being acted on ahead of their commit then.
+//!
+//! The writer commits journaled records to the store in batches, every `journal_commit_every`
+//! (200 ms by default: a commit costs per page, so fewer, fuller commits cost less per record),
 //! and moves the store's [`JournalMark`] in the same transaction; at start-up every record past
-//! the mark is read back and committed first, so each reaches the store exactly once. What a
-//! crash of the whole machine (power, kernel) can lose is what was journaled after the last
-//! commit: normally the commit interval's worth of records (10 ms by default), at most 50 ms
-//! more, since decisions stop being acted on ahead of their commit once the writer falls that
-//! far behind (see `backlog.rs`).
+//! the mark is read back and committed first, so each reaches the store exactly once.
 //!
 //! Segments (`00000000000000000001.jsonl`, …) roll over past [`SEGMENT_BYTES`] and are deleted
 //! once the mark has passed them. A `LOCK` file held with an exclusive lock keeps a second
@@ -22,6 +26,10 @@ use countersign_store::JournalMark;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// How long [`Journal::lock`] waits for another holder to let go.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// A segment past this size is closed at the next drain and a new one started.
 const SEGMENT_BYTES: u64 = 8 << 20;
@@ -101,7 +109,8 @@ impl Locked {
             oldest: segments.first().copied().unwrap_or(segment),
             dir,
             _lock: lock,
-            file,
+            file: Arc::new(file),
+            dirty: false,
             segment,
             lines: 0,
             bytes: 0,
@@ -119,7 +128,10 @@ pub(crate) struct Journal {
     dir: PathBuf,
     /// Held (locked) for as long as the journal is open.
     _lock: File,
-    file: File,
+    /// The segment being written; shared with the thread that syncs it (see `backlog.rs`).
+    file: Arc<File>,
+    /// Lines were written since the last [`Journal::unsynced`].
+    dirty: bool,
     segment: u64,
     lines: u64,
     bytes: u64,
@@ -144,34 +156,47 @@ impl Journal {
         let lock = private(OpenOptions::new().create(true).truncate(false).write(true))
             .open(&lock_path)
             .map_err(io_error(&lock_path))?;
-        match lock.try_lock() {
-            Ok(()) => Ok(Locked {
-                dir: dir.to_owned(),
-                lock,
-            }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(JournalError::InUse(dir.to_owned())),
-            Err(std::fs::TryLockError::Error(e)) => Err(io_error(&lock_path)(e)),
+        // A gateway that is shutting down, or an engine of this process being dropped (its
+        // journal sync thread may hold it a moment longer), lets go shortly: wait that long.
+        let patience = std::time::Instant::now() + LOCK_PATIENCE;
+        loop {
+            match lock.try_lock() {
+                Ok(()) => {
+                    return Ok(Locked {
+                        dir: dir.to_owned(),
+                        lock,
+                    });
+                }
+                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < patience => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(JournalError::InUse(dir.to_owned()));
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(io_error(&lock_path)(e)),
+            }
         }
     }
 
-    /// Appends one record, a JSON line, and returns the position just after it. Nothing of a
-    /// failed append stays in the file.
-    pub fn append(&mut self, line: &[u8]) -> io::Result<JournalMark> {
+    /// Appends whole records, one JSON line each, in one `write`, and returns the position just
+    /// after the last. Nothing of a failed append stays in the file.
+    pub fn append(&mut self, lines: &[u8]) -> io::Result<JournalMark> {
         if self.broken {
             return Err(io::Error::other(
                 "an earlier write failed and could not be undone",
             ));
         }
-        debug_assert!(line.ends_with(b"\n"));
-        if let Err(e) = self.file.write_all(line) {
+        debug_assert!(lines.ends_with(b"\n"));
+        self.dirty = true;
+        if let Err(e) = (&*self.file).write_all(lines) {
             // A short write would leave part of a line for the next record to follow.
             if self.file.set_len(self.bytes).is_err() {
                 self.broken = true;
             }
             return Err(e);
         }
-        self.lines += 1;
-        self.bytes += line.len() as u64;
+        self.lines += lines.iter().filter(|&&b| b == b'\n').count() as u64;
+        self.bytes += lines.len() as u64;
         Ok(JournalMark {
             segment: self.segment,
             line: self.lines,
@@ -184,9 +209,15 @@ impl Journal {
         if self.bytes < SEGMENT_BYTES && !self.broken {
             return;
         }
+        // What the old segment holds is on disk before records go to the new one.
+        if let Err(e) = self.file.sync_data() {
+            tracing::warn!(error = %e, "cannot sync an audit journal segment before starting the next");
+            return;
+        }
         match create_segment(&self.dir, self.segment + 1) {
             Ok(file) => {
-                self.file = file;
+                self.file = Arc::new(file);
+                self.dirty = false;
                 self.segment += 1;
                 self.lines = 0;
                 self.bytes = 0;
@@ -195,6 +226,11 @@ impl Journal {
             // Writing on into the large segment is harmless; the next drain tries again.
             Err(e) => tracing::warn!(error = %e, "cannot start a new audit journal segment"),
         }
+    }
+
+    /// The segment file, if lines were written to it since the last call: what to sync.
+    pub fn unsynced(&mut self) -> Option<Arc<File>> {
+        std::mem::take(&mut self.dirty).then(|| self.file.clone())
     }
 
     /// Deletes the segments that lie wholly before `mark`: their records are in the store.
@@ -222,11 +258,16 @@ fn segment_path(dir: &Path, n: u64) -> PathBuf {
     dir.join(segment_name(n))
 }
 
+/// Creates segment `n`, its directory entry on disk before any record goes into it.
 fn create_segment(dir: &Path, n: u64) -> Result<File, JournalError> {
     let path = segment_path(dir, n);
-    private(OpenOptions::new().append(true).create_new(true))
+    let file = private(OpenOptions::new().append(true).create_new(true))
         .open(&path)
-        .map_err(io_error(&path))
+        .map_err(io_error(&path))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_error(dir))?;
+    Ok(file)
 }
 
 /// Files the journal creates are readable by the gateway alone: records carry SQL text and

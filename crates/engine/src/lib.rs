@@ -57,28 +57,39 @@ pub struct EngineConfig {
     pub journal: Option<JournalConfig>,
 }
 
-/// Where the audit journal lives, and how long journaled records wait for their commit.
+/// Where the audit journal lives, how often it is synced to disk, and how long journaled
+/// records wait for their commit to the store.
 #[derive(Clone, Debug)]
 pub struct JournalConfig {
     pub dir: std::path::PathBuf,
-    /// Longest a journaled record waits before the writer commits it to the store: what a
-    /// crash of the whole machine can lose at most, against a commit's cost per record.
+    /// How often the journal is synced to disk: what a crash of the whole machine can lose at
+    /// most, against a sync's cost.
+    pub sync_every: Duration,
+    /// Longest a journaled record waits before the writer commits it to the store: how far the
+    /// store (and what the API shows of the log) lags, against a commit's cost per record.
     pub commit_every: Duration,
 }
 
 impl JournalConfig {
+    /// The journal is synced this often by default.
+    pub const DEFAULT_SYNC_EVERY: Duration = Duration::from_millis(10);
     /// Records commit within this by default.
-    pub const DEFAULT_COMMIT_EVERY: Duration = Duration::from_millis(10);
-    /// The longest `commit_every` allowed.
-    pub const MAX_COMMIT_EVERY: Duration = Duration::from_secs(1);
+    pub const DEFAULT_COMMIT_EVERY: Duration = Duration::from_millis(200);
+    /// The longest `sync_every` and `commit_every` allowed.
+    pub const MAX_EVERY: Duration = Duration::from_secs(1);
 
     pub fn new(dir: impl Into<std::path::PathBuf>) -> JournalConfig {
         JournalConfig {
             dir: dir.into(),
+            sync_every: JournalConfig::DEFAULT_SYNC_EVERY,
             commit_every: JournalConfig::DEFAULT_COMMIT_EVERY,
         }
     }
 }
+
+/// Without a journal, how long after-the-fact records (outcomes) wait for their commit:
+/// nothing else keeps them, so not long.
+const NO_JOURNAL_COMMIT_EVERY: Duration = Duration::from_millis(10);
 
 /// The answer to an attempt.
 #[derive(Clone, Debug, PartialEq)]
@@ -249,7 +260,9 @@ impl Engine {
     ) -> Result<Engine, EngineError> {
         // The journal first: what a crash left in it is committed before anything else.
         let backlog = Arc::new(match &config.journal {
-            Some(JournalConfig { dir, commit_every }) => {
+            Some(JournalConfig {
+                dir, commit_every, ..
+            }) => {
                 // Locked before the mark is read: a gateway still shutting down may move it.
                 let locked = journal::Journal::lock(dir)?;
                 let (journal, recovered) = locked.recover(store.journal_mark().await?)?;
@@ -269,9 +282,14 @@ impl Engine {
                          records the journal still holds are committed only when it is configured again"
                     );
                 }
-                backlog::Backlog::new(None, Vec::new(), JournalConfig::DEFAULT_COMMIT_EVERY)
+                backlog::Backlog::new(None, Vec::new(), NO_JOURNAL_COMMIT_EVERY)
             }
         });
+        if let Some(journal) = &config.journal {
+            backlog.keep_synced(journal.sync_every).map_err(|e| {
+                EngineError::NotRecorded(format!("cannot start syncing the audit journal: {e}"))
+            })?;
+        }
         let frontier = store.audit_frontier().await?;
         let signed = store.latest_checkpoint().await?.map_or(0, |(size, _)| size);
         let shared = Arc::new(Shared {
@@ -1018,16 +1036,11 @@ impl Engine {
 
     /// Logs what became of an attempt a gate acted on (a statement's command tag or error, a
     /// tool call's result). The decision was logged before the action ran; this event follows
-    /// it, so the call returns once the event is queued (and journaled, with a journal), and it
-    /// commits with the writer's next batch (within [`JournalConfig::commit_every`] at the
-    /// latest, 10 ms without a journal). Waiting here would stall the gate's result stream for
-    /// nothing.
-    pub fn record_outcome(
-        &self,
-        principal: &Principal,
-        channel: &str,
-        outcome: ActionOutcome<'_>,
-    ) -> Result<(), EngineError> {
+    /// it, so the call returns once the event is queued, and it commits with the writer's next
+    /// batch (within [`JournalConfig::commit_every`] at the latest, 10 ms without a journal).
+    /// With a journal, its line is written with the next decision's or before that batch.
+    /// Waiting here would stall the gate's result stream for nothing.
+    pub fn record_outcome(&self, principal: &Principal, channel: &str, outcome: ActionOutcome<'_>) {
         let ActionOutcome {
             attempt,
             digest,

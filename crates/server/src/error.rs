@@ -81,7 +81,6 @@ impl From<EngineError> for ApiError {
             EngineError::NotYourGrant(_) => (S::FORBIDDEN, "forbidden"),
             EngineError::Store(_)
             | EngineError::Journal(_)
-            | EngineError::NotJournaled(_)
             | EngineError::NotRecorded(_)
             | EngineError::Stopped
             | EngineError::GrantLost(_) => {
