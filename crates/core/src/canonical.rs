@@ -545,17 +545,17 @@ macro_rules! as_text {
     };
 }
 
-/// Scalars that make no member name.
-macro_rules! refused {
-    ($($method:ident: $type:ty),* $(,)?) => {
-        $(fn $method(self, _v: $type) -> Result<String, CanonicalError> {
-            Self::refuse()
-        })*
-    };
+/// A float as a member name: its text as a JSON number, as serde_json writes it.
+fn float_name<F: Serialize>(finite: bool, v: &F) -> Result<String, CanonicalError> {
+    if !finite {
+        return Err(CanonicalError("float key must be finite".into()));
+    }
+    serde_json::to_string(v).map_err(|e| CanonicalError(e.to_string()))
 }
 
-/// Turns a map key into a member name, accepting what a JSON map accepts: strings,
-/// characters, integers (as their decimal text), unit variants and newtypes of these.
+/// Turns a map key into a member name, accepting what serde_json accepts: strings,
+/// characters, booleans, integers and finite floats (as their text), unit variants and
+/// newtypes of these.
 struct MemberName;
 
 impl MemberName {
@@ -580,7 +580,10 @@ impl ser::Serializer for MemberName {
     }
 
     as_text! {
+        serialize_bool: bool,
         serialize_char: char,
+        serialize_i128: i128,
+        serialize_u128: u128,
         serialize_i8: i8,
         serialize_i16: i16,
         serialize_i32: i32,
@@ -608,11 +611,16 @@ impl ser::Serializer for MemberName {
         value.serialize(self)
     }
 
-    refused! {
-        serialize_bool: bool,
-        serialize_f32: f32,
-        serialize_f64: f64,
-        serialize_bytes: &[u8],
+    fn serialize_bytes(self, _v: &[u8]) -> Result<String, CanonicalError> {
+        Self::refuse()
+    }
+
+    fn serialize_f32(self, v: f32) -> Result<String, CanonicalError> {
+        float_name(v.is_finite(), &v)
+    }
+
+    fn serialize_f64(self, v: f64) -> Result<String, CanonicalError> {
+        float_name(v.is_finite(), &v)
     }
 
     fn serialize_none(self) -> Result<String, CanonicalError> {
@@ -820,6 +828,41 @@ mod tests {
         let huge = u128::MAX;
         assert!(to_canonical_vec(&huge).is_err());
         assert!(serde_json::to_value(huge).is_err());
+    }
+
+    #[test]
+    fn scalar_keys_name_members_as_serde_json_names_them() {
+        /// A map whose keys are whatever scalars serde allows, which no std map can hold.
+        struct Keyed(f32, f64);
+        impl Serialize for Keyed {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeMap;
+                let mut map = s.serialize_map(None)?;
+                map.serialize_entry(&true, &1)?;
+                map.serialize_entry(&self.0, &2)?;
+                map.serialize_entry(&self.1, &3)?;
+                map.serialize_entry(&(u64::MAX as u128 + 1), &4)?;
+                map.serialize_entry(&i128::MIN, &5)?;
+                map.serialize_entry(&'c', &6)?;
+                map.end()
+            }
+        }
+        let keyed = Keyed(0.1, 1e300);
+        assert_eq!(
+            canonical(&keyed),
+            reference(&serde_json::to_value(&keyed).unwrap())
+        );
+        struct NotFinite;
+        impl Serialize for NotFinite {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeMap;
+                let mut map = s.serialize_map(None)?;
+                map.serialize_entry(&f64::NAN, &1)?;
+                map.end()
+            }
+        }
+        assert!(to_canonical_vec(&NotFinite).is_err());
+        assert!(serde_json::to_value(&NotFinite).is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! Callers append here instead of sending the writer a job, so a busy gate costs the writer one
 //! wake-up per batch instead of one per record: the writer takes what is here once the oldest
-//! record has waited the commit interval (`[audit] journal_commit_every`, 10 ms by default), or
+//! record has waited the commit interval (`[audit] journal_commit_every`, 200 ms by default), or
 //! sooner with the next job a caller does wait for. With an audit journal (see `journal.rs`)
 //! every record is journaled in append order. A decision's line is written before it is
 //! acted on ([`Backlog::push_decision`]); the line of an after-the-fact record (what became of
@@ -13,7 +13,8 @@
 //! Decisions are taken here only while the writer and the journal keep up: not once a batch
 //! has failed to commit (until one commits again), not while the writer is [`STALL`] late
 //! taking what is here (a commit that hangs), not past [`CAPACITY`] records, not once a sync
-//! failed (until one succeeds) and not while the syncs are [`STALL`] late. A decision that is not taken
+//! failed (until the store has every record journaled before it; the segment takes no more
+//! lines) and not while the syncs are [`STALL`] late. A decision that is not taken
 //! waits for its commit like every other, and is denied if that fails. A failed batch hands
 //! its records back ([`Backlog::restore`]), in front of newer ones.
 
@@ -53,7 +54,7 @@ pub(crate) struct Backlog {
     delay: Duration,
     /// How often the journal is synced, once [`Backlog::keep_synced`] started the syncs.
     sync_every: OnceLock<Duration>,
-    /// The last sync failed.
+    /// A sync failed, and the records it may have lost are not all committed yet.
     sync_failing: AtomicBool,
     /// When the last round of the sync thread ended, in milliseconds since `epoch`.
     synced_at: AtomicU64,
@@ -62,15 +63,38 @@ pub(crate) struct Backlog {
 
 #[derive(Debug)]
 struct State {
-    /// Each record with its place in the journal (the position just after it), if journaled.
-    records: VecDeque<(AuditEvent, Option<JournalMark>)>,
+    records: VecDeque<(AuditEvent, Place)>,
     /// When the writer should take what is here.
     due: Option<Instant>,
     journal: Option<Journal>,
-    /// Journal lines not yet written: those of the last `unwritten_records` records, which
-    /// get their places once the lines are written.
+    /// The journal lines of the records whose place is [`Place::Waiting`], in their order.
     unwritten: Vec<u8>,
     unwritten_records: usize,
+    /// How far the store has taken the journal.
+    committed: Option<JournalMark>,
+    /// Where the journal stood when a sync failed: until the store has taken that far, records
+    /// may exist only in pages the kernel dropped.
+    sync_failed_at: Option<JournalMark>,
+}
+
+/// Where a record stands in the journal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Place {
+    /// Not in the journal (there is none, or its line could not be written).
+    Unjournaled,
+    /// Its line waits in [`State::unwritten`].
+    Waiting,
+    /// Written; the position just after its line.
+    At(JournalMark),
+}
+
+impl Place {
+    fn mark(self) -> Option<JournalMark> {
+        match self {
+            Place::At(mark) => Some(mark),
+            Place::Unjournaled | Place::Waiting => None,
+        }
+    }
 }
 
 /// What the writer took for one batch.
@@ -108,12 +132,14 @@ impl Backlog {
             state: Mutex::new(State {
                 records: recovered
                     .into_iter()
-                    .map(|(event, at)| (event, Some(at)))
+                    .map(|(event, at)| (event, Place::At(at)))
                     .collect(),
                 due,
                 journal,
                 unwritten: Vec::new(),
                 unwritten_records: 0,
+                committed: None,
+                sync_failed_at: None,
             }),
             arrived: Notify::new(),
             failing: AtomicBool::new(false),
@@ -146,13 +172,16 @@ impl Backlog {
     /// Whether records journaled now reach the disk in time: the last sync succeeded, and
     /// the sync thread is not [`STALL`] late (a sync that hangs).
     fn syncs_keep_up(&self) -> bool {
+        if self.sync_failing.load(Ordering::Relaxed) {
+            return false;
+        }
         let Some(every) = self.sync_every.get() else {
             return true;
         };
         let late = self
             .since_epoch()
             .saturating_sub(self.synced_at.load(Ordering::Relaxed));
-        !self.sync_failing.load(Ordering::Relaxed) && Duration::from_millis(late) <= *every + STALL
+        Duration::from_millis(late) <= *every + STALL
     }
 
     /// Takes the record of a decision that is acted on before its commit, if it can be
@@ -169,16 +198,13 @@ impl Backlog {
         if stalled || state.records.len() >= CAPACITY {
             return Admission::Declined;
         }
-        let waiting = state.unwritten.len();
-        state.unwritten.extend_from_slice(&line);
-        match write_unwritten(&mut state) {
-            Ok(at) => {
-                self.queue(&mut state, event, at);
+        match write_waiting(&mut state, Some(&line)) {
+            (Some(at), _) => {
+                self.queue(&mut state, event, Place::At(at));
                 Admission::Recorded
             }
-            Err(e) => {
-                // The waiting lines stay for the next write; this one goes with its decision.
-                state.unwritten.truncate(waiting);
+            (None, e) => {
+                let e = e.map_or_else(|| "no line written".to_owned(), |e| e.to_string());
                 tracing::error!(error = %e, "cannot write the audit journal; decisions wait for the store");
                 Admission::Declined
             }
@@ -191,21 +217,23 @@ impl Backlog {
     pub fn push_record(&self, event: AuditEvent) {
         let line = self.journaled.then(|| journal_line(&event));
         let mut state = lock(&self.state);
-        match line {
+        let place = match line {
             Some(Ok(line)) => {
                 state.unwritten.extend_from_slice(&line);
                 state.unwritten_records += 1;
+                Place::Waiting
             }
             Some(Err(e)) => {
                 tracing::error!(error = %e, "an audit record cannot be journaled; it waits for the store");
+                Place::Unjournaled
             }
-            None => {}
-        }
-        self.queue(&mut state, event, None);
+            None => Place::Unjournaled,
+        };
+        self.queue(&mut state, event, place);
     }
 
-    fn queue(&self, state: &mut State, event: AuditEvent, at: Option<JournalMark>) {
-        state.records.push_back((event, at));
+    fn queue(&self, state: &mut State, event: AuditEvent, place: Place) {
+        state.records.push_back((event, place));
         if state.due.is_none() {
             state.due = Some(Instant::now() + self.delay);
             self.arrived.notify_one();
@@ -229,22 +257,24 @@ impl Backlog {
     /// The oldest records here (at most [`BATCH`]), for one batch.
     pub fn drain(&self) -> Drained {
         let mut state = lock(&self.state);
-        if state.unwritten_records > 0
-            && let Err(e) = write_unwritten(&mut state)
-        {
-            // The records still go to the store; only the journal's copy is given up.
-            tracing::error!(error = %e, "cannot write the audit journal; records wait for the store");
+        if state.unwritten_records > 0 {
+            if let (_, Some(e)) = write_waiting(&mut state, None) {
+                // The records still go to the store; only the journal's copy is given up.
+                tracing::error!(error = %e, "cannot write the audit journal; records wait for the store");
+            }
+            for (_, place) in &mut state.records {
+                if *place == Place::Waiting {
+                    *place = Place::Unjournaled;
+                }
+            }
             state.unwritten.clear();
             state.unwritten_records = 0;
         }
-        if let Some(journal) = &mut state.journal {
-            journal.roll_if_due();
-        }
         let take = state.records.len().min(BATCH);
         let mut drained = Drained::default();
-        for (event, at) in state.records.drain(..take) {
+        for (event, place) in state.records.drain(..take) {
             drained.events.push(event);
-            drained.places.push(at);
+            drained.places.push(place.mark());
         }
         // What is left goes with the next batch, at once.
         state.due = (!state.records.is_empty()).then(Instant::now);
@@ -259,19 +289,44 @@ impl Backlog {
             return;
         }
         let mut state = lock(&self.state);
-        for record in drained.events.into_iter().zip(drained.places).rev() {
-            state.records.push_front(record);
+        for (event, at) in drained.events.into_iter().zip(drained.places).rev() {
+            state
+                .records
+                .push_front((event, at.map_or(Place::Unjournaled, Place::At)));
         }
         state.due = Some(Instant::now() + RETRY);
     }
 
     /// After the batch that took up to `mark` committed: journal segments before it go, and
-    /// decisions are taken again.
+    /// decisions are taken again (once the store has what a failed sync put at risk).
     pub fn committed(&self, mark: Option<JournalMark>) {
         self.failing.store(false, Ordering::Relaxed);
-        if let (Some(mark), Some(journal)) = (mark, &mut lock(&self.state).journal) {
+        let Some(mark) = mark else { return };
+        let mut state = lock(&self.state);
+        state.committed = Some(mark);
+        if state.sync_failed_at.is_some_and(|at| mark >= at) {
+            state.sync_failed_at = None;
+            self.sync_failing.store(false, Ordering::Relaxed);
+        }
+        if let Some(journal) = &mut state.journal {
             journal.release(mark);
         }
+    }
+
+    /// A sync failed: the kernel may have dropped what was written since the last one. The
+    /// segment takes no more lines, and decisions wait for their commit until the store has
+    /// every record journaled so far.
+    fn sync_failed(&self, state: &mut State) {
+        let Some(journal) = &mut state.journal else {
+            return;
+        };
+        journal.give_up_segment();
+        let at = journal.position();
+        if state.committed.is_some_and(|done| done >= at) {
+            return;
+        }
+        state.sync_failed_at = Some(state.sync_failed_at.map_or(at, |earlier| earlier.max(at)));
+        self.sync_failing.store(true, Ordering::Relaxed);
     }
 
     /// How many records are here.
@@ -292,40 +347,44 @@ fn journal_line(event: &AuditEvent) -> Result<Vec<u8>, serde_json::Error> {
 fn sync_journal(backlog: &Weak<Backlog>, every: Duration) {
     loop {
         std::thread::sleep(every);
-        let file = {
+        let files = {
             let Some(backlog) = backlog.upgrade() else {
                 return;
             };
             let mut state = lock(&backlog.state);
             if state.unwritten_records > 0
-                && let Err(e) = write_unwritten(&mut state)
+                && let (_, Some(e)) = write_waiting(&mut state, None)
             {
                 tracing::error!(error = %e, "cannot write the audit journal; records wait for the store");
             }
-            state.journal.as_mut().and_then(Journal::unsynced)
+            state
+                .journal
+                .as_mut()
+                .map(Journal::unsynced)
+                .unwrap_or_default()
         };
-        let synced = match file {
-            Some(file) => file.sync_data(),
-            None => Ok(()),
-        };
+        let synced = files.iter().try_for_each(|file| file.sync_data());
         let Some(backlog) = backlog.upgrade() else {
             return;
         };
         if let Err(e) = &synced {
             tracing::error!(error = %e, "cannot sync the audit journal; decisions wait for the store");
+            backlog.sync_failed(&mut lock(&backlog.state));
         }
-        backlog
-            .sync_failing
-            .store(synced.is_err(), Ordering::Relaxed);
         backlog
             .synced_at
             .store(backlog.since_epoch(), Ordering::Relaxed);
     }
 }
 
-/// Writes the lines waiting in `state` in one `write` and gives their records their places.
-/// Returns the place of the last line, the decision's when one was added after the records.
-fn write_unwritten(state: &mut State) -> std::io::Result<Option<JournalMark>> {
+/// Writes the waiting lines, and `decision`'s after them, in one `write`, and gives every
+/// record whose whole line is now in the journal its place. Returns the decision's place if
+/// its line is in, and the write's error if it failed (after which, unless the journal could
+/// not cut the failed write back off, no line is in and every record still waits).
+fn write_waiting(
+    state: &mut State,
+    decision: Option<&[u8]>,
+) -> (Option<JournalMark>, Option<std::io::Error>) {
     let State {
         records,
         journal,
@@ -334,22 +393,51 @@ fn write_unwritten(state: &mut State) -> std::io::Result<Option<JournalMark>> {
         ..
     } = state;
     let Some(journal) = journal else {
-        return Err(std::io::Error::other("no audit journal"));
+        return (None, Some(std::io::Error::other("no audit journal")));
     };
-    let last = journal.append(unwritten)?;
-    // Lines sit in one segment, one per record: the record `k` lines before the last is
-    // `k` lines back.
-    let placed = records.len() - *unwritten_records;
-    let lines = unwritten.iter().filter(|&&b| b == b'\n').count();
-    for (i, (_, at)) in records.iter_mut().skip(placed).enumerate() {
-        *at = Some(JournalMark {
-            segment: last.segment,
-            line: last.line - (lines - 1 - i) as u64,
+    // A new segment first, if one is due: lines go there rather than nowhere.
+    journal.roll_if_due();
+    let waiting_bytes = unwritten.len();
+    if let Some(line) = decision {
+        unwritten.extend_from_slice(line);
+    }
+    let before = journal.position();
+    let error = journal.append(unwritten).err();
+    unwritten.truncate(waiting_bytes);
+    // Lines go in whole and in order, within one segment: the first `kept` of the waiting
+    // records', then the decision's.
+    let kept = usize::try_from(journal.position().line - before.line).unwrap_or(usize::MAX);
+    let kept_waiting = kept.min(*unwritten_records);
+    let mut waiting: Vec<&mut Place> = records
+        .iter_mut()
+        .rev()
+        .map(|(_, place)| place)
+        .filter(|place| **place == Place::Waiting)
+        .take(*unwritten_records)
+        .collect();
+    waiting.reverse();
+    for (i, place) in waiting.into_iter().take(kept_waiting).enumerate() {
+        *place = Place::At(JournalMark {
+            segment: before.segment,
+            line: before.line + 1 + i as u64,
         });
     }
-    unwritten.clear();
-    *unwritten_records = 0;
-    Ok(Some(last))
+    let kept_bytes = match kept_waiting.checked_sub(1) {
+        None => 0,
+        Some(last) => unwritten
+            .iter()
+            .enumerate()
+            .filter(|&(_, &b)| b == b'\n')
+            .nth(last)
+            .map_or(unwritten.len(), |(at, _)| at + 1),
+    };
+    unwritten.drain(..kept_bytes);
+    *unwritten_records -= kept_waiting;
+    let decision_at = (decision.is_some() && kept > kept_waiting).then(|| JournalMark {
+        segment: before.segment,
+        line: before.line + kept as u64,
+    });
+    (decision_at, error)
 }
 
 #[cfg(test)]
@@ -465,7 +553,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
         assert!(
-            lock(&backlog.state).records[0].1.is_some(),
+            matches!(lock(&backlog.state).records[0].1, Place::At(_)),
             "it has its place"
         );
         assert!(backlog.syncs_keep_up());
@@ -476,6 +564,77 @@ mod tests {
             .recover(JournalMark::default())
             .unwrap();
         assert_eq!(recovered.len(), 1);
+    }
+
+    #[test]
+    fn places_go_to_the_records_whose_lines_were_written_and_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let backlog = journaled(dir.path());
+        backlog.push_record(event(1));
+        // A record the journal does not hold (its line could not be made) between two that wait.
+        lock(&backlog.state)
+            .records
+            .push_back((event(2), Place::Unjournaled));
+        backlog.push_record(event(3));
+        assert!(matches!(
+            backlog.push_decision(event(4)),
+            Admission::Recorded
+        ));
+        let places: Vec<Option<u64>> = lock(&backlog.state)
+            .records
+            .iter()
+            .map(|(_, place)| place.mark().map(|m| m.line))
+            .collect();
+        assert_eq!(places, [Some(1), None, Some(2), Some(3)]);
+    }
+
+    #[test]
+    fn after_a_failed_sync_decisions_wait_until_the_store_has_what_it_put_at_risk() {
+        let dir = tempfile::tempdir().unwrap();
+        let backlog = journaled(dir.path());
+        for n in 1..=2 {
+            assert!(matches!(
+                backlog.push_decision(event(n)),
+                Admission::Recorded
+            ));
+        }
+        let first = backlog.drain();
+        let segment = lock(&backlog.state)
+            .journal
+            .as_ref()
+            .unwrap()
+            .position()
+            .segment;
+        backlog.sync_failed(&mut lock(&backlog.state));
+        assert!(matches!(
+            backlog.push_decision(event(3)),
+            Admission::Declined
+        ));
+        // A commit short of where the journal stood does not end it, however many come.
+        backlog.committed(Some(JournalMark { segment, line: 1 }));
+        assert!(matches!(
+            backlog.push_decision(event(4)),
+            Admission::Declined
+        ));
+        backlog.committed(first.mark());
+        assert!(matches!(
+            backlog.push_decision(event(5)),
+            Admission::Recorded
+        ));
+        let placed = lock(&backlog.state).records[0].1.mark().unwrap();
+        assert!(
+            placed.segment > segment,
+            "the failed segment took no more lines"
+        );
+
+        // Nothing at risk (all committed already): a failed sync stops nothing.
+        let second = backlog.drain();
+        backlog.committed(second.mark());
+        backlog.sync_failed(&mut lock(&backlog.state));
+        assert!(matches!(
+            backlog.push_decision(event(6)),
+            Admission::Recorded
+        ));
     }
 
     #[test]

@@ -31,7 +31,7 @@ use std::sync::Arc;
 /// How long [`Journal::lock`] waits for another holder to let go.
 const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// A segment past this size is closed at the next drain and a new one started.
+/// A segment past this size is closed at the next write and a new one started.
 const SEGMENT_BYTES: u64 = 8 << 20;
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +111,7 @@ impl Locked {
             _lock: lock,
             file: Arc::new(file),
             dirty: false,
+            retired: Vec::new(),
             segment,
             lines: 0,
             bytes: 0,
@@ -132,6 +133,8 @@ pub(crate) struct Journal {
     file: Arc<File>,
     /// Lines were written since the last [`Journal::unsynced`].
     dirty: bool,
+    /// Earlier segments written to since the last [`Journal::unsynced`].
+    retired: Vec<Arc<File>>,
     segment: u64,
     lines: u64,
     bytes: u64,
@@ -179,7 +182,9 @@ impl Journal {
     }
 
     /// Appends whole records, one JSON line each, in one `write`, and returns the position just
-    /// after the last. Nothing of a failed append stays in the file.
+    /// after the last. A failed append leaves nothing in the file, unless cutting it back off
+    /// fails too: then the whole lines it wrote stay, [`Journal::position`] counts them, and
+    /// the segment takes no more.
     pub fn append(&mut self, lines: &[u8]) -> io::Result<JournalMark> {
         if self.broken {
             return Err(io::Error::other(
@@ -188,49 +193,78 @@ impl Journal {
         }
         debug_assert!(lines.ends_with(b"\n"));
         self.dirty = true;
-        if let Err(e) = (&*self.file).write_all(lines) {
-            // A short write would leave part of a line for the next record to follow.
-            if self.file.set_len(self.bytes).is_err() {
-                self.broken = true;
+        let mut written = 0;
+        let failure = loop {
+            if written == lines.len() {
+                break None;
             }
-            return Err(e);
+            match (&*self.file).write(&lines[written..]) {
+                Ok(0) => break Some(io::Error::from(io::ErrorKind::WriteZero)),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Some(e),
+            }
+        };
+        let stayed = match &failure {
+            None => lines.len(),
+            // A short write would leave part of a line for the next record to follow.
+            Some(_) if self.file.set_len(self.bytes).is_ok() => 0,
+            Some(_) => {
+                self.broken = true;
+                written
+            }
+        };
+        self.lines += lines[..stayed].iter().filter(|&&b| b == b'\n').count() as u64;
+        self.bytes += stayed as u64;
+        match failure {
+            None => Ok(self.position()),
+            Some(e) => Err(e),
         }
-        self.lines += lines.iter().filter(|&&b| b == b'\n').count() as u64;
-        self.bytes += lines.len() as u64;
-        Ok(JournalMark {
-            segment: self.segment,
-            line: self.lines,
-        })
     }
 
-    /// Starts a new segment if the current one is large, or if a failed write could not be
-    /// undone in it; the records in it stay where they are.
+    /// The position just after the last whole line written.
+    pub fn position(&self) -> JournalMark {
+        JournalMark {
+            segment: self.segment,
+            line: self.lines,
+        }
+    }
+
+    /// Takes no more lines into the current segment: the next write starts a new one. For a
+    /// segment whose sync failed, whose unsynced pages the kernel may have dropped.
+    pub fn give_up_segment(&mut self) {
+        self.broken = true;
+    }
+
+    /// Starts a new segment if the current one is large, or if it takes no more lines; the
+    /// records in it stay where they are, and the sync thread syncs what it still holds.
     pub fn roll_if_due(&mut self) {
         if self.bytes < SEGMENT_BYTES && !self.broken {
             return;
         }
-        // What the old segment holds is on disk before records go to the new one.
-        if let Err(e) = self.file.sync_data() {
-            tracing::warn!(error = %e, "cannot sync an audit journal segment before starting the next");
-            return;
-        }
         match create_segment(&self.dir, self.segment + 1) {
             Ok(file) => {
-                self.file = Arc::new(file);
-                self.dirty = false;
+                let old = std::mem::replace(&mut self.file, Arc::new(file));
+                if std::mem::take(&mut self.dirty) {
+                    self.retired.push(old);
+                }
                 self.segment += 1;
                 self.lines = 0;
                 self.bytes = 0;
                 self.broken = false;
             }
-            // Writing on into the large segment is harmless; the next drain tries again.
+            // Writing on into the large segment is harmless; the next write tries again.
             Err(e) => tracing::warn!(error = %e, "cannot start a new audit journal segment"),
         }
     }
 
-    /// The segment file, if lines were written to it since the last call: what to sync.
-    pub fn unsynced(&mut self) -> Option<Arc<File>> {
-        std::mem::take(&mut self.dirty).then(|| self.file.clone())
+    /// The segment files written to since the last call: what to sync.
+    pub fn unsynced(&mut self) -> Vec<Arc<File>> {
+        let mut files = std::mem::take(&mut self.retired);
+        if std::mem::take(&mut self.dirty) {
+            files.push(self.file.clone());
+        }
+        files
     }
 
     /// Deletes the segments that lie wholly before `mark`: their records are in the store.

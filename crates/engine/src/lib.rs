@@ -264,7 +264,13 @@ impl Engine {
                 dir, commit_every, ..
             }) => {
                 // Locked before the mark is read: a gateway still shutting down may move it.
-                let locked = journal::Journal::lock(dir)?;
+                // Taking it may wait a moment for such a gateway: off the runtime's workers.
+                let owned = dir.clone();
+                let locked = tokio::task::spawn_blocking(move || journal::Journal::lock(&owned))
+                    .await
+                    .map_err(|e| {
+                        EngineError::NotRecorded(format!("cannot take the audit journal: {e}"))
+                    })??;
                 let (journal, recovered) = locked.recover(store.journal_mark().await?)?;
                 if !recovered.is_empty() {
                     tracing::warn!(
@@ -387,10 +393,11 @@ impl Engine {
 
     /// Like [`Engine::check`], but an allow that changes no state (a plain permit, no grant
     /// spent) is answered before its commit. With an audit journal, the record is journaled
-    /// (safe from a crash of the process, committed within [`JournalConfig::commit_every`])
-    /// and the allow comes without a [`Logging`]: the caller may act on it at once. Without
-    /// one (or while the store is failing or lagging, or the backlog is full) it comes with
-    /// the [`Logging`] of its record. Every other verdict is answered durable, as by `check`,
+    /// (safe from a crash of the process, synced within [`JournalConfig::sync_every`],
+    /// committed within [`JournalConfig::commit_every`]) and the allow comes without a
+    /// [`Logging`]: the caller may act on it at once. Without one (or while the store or the
+    /// journal's syncs are failing or lagging, or the backlog is full) it comes with the
+    /// [`Logging`] of its record. Every other verdict is answered durable, as by `check`,
     /// with no `Logging`.
     ///
     /// For gates whose action has no effect but the data it returns: the gate may start the
