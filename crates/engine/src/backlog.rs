@@ -336,7 +336,9 @@ impl Backlog {
 }
 
 fn journal_line(event: &AuditEvent) -> Result<Vec<u8>, serde_json::Error> {
-    let mut line = serde_json::to_vec(event)?;
+    // Room for a typical record at once, instead of growing through every power of two.
+    let mut line = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut line, event)?;
     line.push(b'\n');
     Ok(line)
 }

@@ -456,8 +456,8 @@ impl Engine {
                 )),
                 _ => None,
             };
-            let job = DecisionJob {
-                attempt: attempt.clone(),
+            let job = |attempt: Attempt| DecisionJob {
+                attempt,
                 digest,
                 verdict: verdict.clone(),
                 policy_version: policies.version().to_owned(),
@@ -474,6 +474,8 @@ impl Engine {
                 },
             ) = (ahead, &grant, &verdict)
             {
+                // This branch always returns: the attempt moves into its job, uncloned.
+                let job = job(attempt);
                 let allow = CheckOutcome::Allow {
                     reason: reason.clone(),
                     policy_ids: policy_ids.clone(),
@@ -493,6 +495,7 @@ impl Engine {
                     Err(e) => (not_recorded(&e), None),
                 };
             }
+            let job = job(attempt.clone());
             let written = match self
                 .enqueue(|reply| Job::Decision(Box::new(job), reply))
                 .await
