@@ -54,8 +54,6 @@ pub(crate) struct Backlog {
     delay: Duration,
     /// How often the journal is synced, once [`Backlog::keep_synced`] started the syncs.
     sync_every: OnceLock<Duration>,
-    /// A sync failed, and the records it may have lost are not all committed yet.
-    sync_failing: AtomicBool,
     /// When the last round of the sync thread ended, in milliseconds since `epoch`.
     synced_at: AtomicU64,
     epoch: Instant,
@@ -145,7 +143,6 @@ impl Backlog {
             failing: AtomicBool::new(false),
             delay,
             sync_every: OnceLock::new(),
-            sync_failing: AtomicBool::new(false),
             synced_at: AtomicU64::new(0),
             epoch: Instant::now(),
         }
@@ -169,10 +166,10 @@ impl Backlog {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Whether records journaled now reach the disk in time: the last sync succeeded, and
-    /// the sync thread is not [`STALL`] late (a sync that hangs).
-    fn syncs_keep_up(&self) -> bool {
-        if self.sync_failing.load(Ordering::Relaxed) {
+    /// Whether records journaled now reach the disk in time: no failed sync puts records at
+    /// risk, and the sync thread is not [`STALL`] late (a sync that hangs).
+    fn syncs_keep_up(&self, state: &State) -> bool {
+        if state.sync_failed_at.is_some() {
             return false;
         }
         let Some(every) = self.sync_every.get() else {
@@ -187,7 +184,7 @@ impl Backlog {
     /// Takes the record of a decision that is acted on before its commit, if it can be
     /// journaled now (with the lines still waiting to be written, in one `write`).
     pub fn push_decision(&self, event: AuditEvent) -> Admission {
-        if !self.journaled || self.failing.load(Ordering::Relaxed) || !self.syncs_keep_up() {
+        if !self.journaled || self.failing.load(Ordering::Relaxed) {
             return Admission::Declined;
         }
         let Ok(line) = journal_line(&event) else {
@@ -195,7 +192,7 @@ impl Backlog {
         };
         let mut state = lock(&self.state);
         let stalled = state.due.is_some_and(|due| due.elapsed() > STALL);
-        if stalled || state.records.len() >= CAPACITY {
+        if stalled || state.records.len() >= CAPACITY || !self.syncs_keep_up(&state) {
             return Admission::Declined;
         }
         match write_waiting(&mut state, Some(&line)) {
@@ -306,7 +303,6 @@ impl Backlog {
         state.committed = Some(mark);
         if state.sync_failed_at.is_some_and(|at| mark >= at) {
             state.sync_failed_at = None;
-            self.sync_failing.store(false, Ordering::Relaxed);
         }
         if let Some(journal) = &mut state.journal {
             journal.release(mark);
@@ -326,7 +322,6 @@ impl Backlog {
             return;
         }
         state.sync_failed_at = Some(state.sync_failed_at.map_or(at, |earlier| earlier.max(at)));
-        self.sync_failing.store(true, Ordering::Relaxed);
     }
 
     /// How many records are here.
@@ -558,7 +553,7 @@ mod tests {
             matches!(lock(&backlog.state).records[0].1, Place::At(_)),
             "it has its place"
         );
-        assert!(backlog.syncs_keep_up());
+        assert!(backlog.syncs_keep_up(&lock(&backlog.state)));
         drop(backlog);
         // The journal is free again at once: a restart need not wait for the thread.
         let (_, recovered) = Journal::lock(dir.path())
@@ -652,12 +647,12 @@ mod tests {
             backlog.push_decision(event(1)),
             Admission::Recorded
         ));
-        backlog.sync_failing.store(true, Ordering::Relaxed);
+        lock(&backlog.state).sync_failed_at = Some(JournalMark::default());
         assert!(matches!(
             backlog.push_decision(event(2)),
             Admission::Declined
         ));
-        backlog.sync_failing.store(false, Ordering::Relaxed);
+        lock(&backlog.state).sync_failed_at = None;
         assert!(matches!(
             backlog.push_decision(event(3)),
             Admission::Recorded

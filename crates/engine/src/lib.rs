@@ -1048,7 +1048,7 @@ impl Engine {
     /// tool call's result). The decision was logged before the action ran; this event follows
     /// it, so the call returns once the event is queued, and it commits with the writer's next
     /// batch (within [`JournalConfig::commit_every`] at the latest, 10 ms without a journal).
-    /// With a journal, its line is written with the next decision's or before that batch.
+    /// With a journal, its line is written with the next decision's or the next sync.
     /// Waiting here would stall the gate's result stream for nothing.
     pub fn record_outcome(&self, principal: &Principal, channel: &str, outcome: ActionOutcome<'_>) {
         let ActionOutcome {
