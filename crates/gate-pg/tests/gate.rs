@@ -506,36 +506,32 @@ async fn psql_over_tls(c: &Ctx) {
 async fn statement_outcomes_are_audited(c: &Ctx) {
     let db = c.gw.connect().await.unwrap();
     let marker = format!("audit_marker_{}", rand::random::<u32>());
-    db.batch_execute(&format!("SELECT '{marker}'"))
-        .await
-        .unwrap();
-    let _ = db
-        .batch_execute(&format!("SELECT '{marker}' FROM no_such_table"))
-        .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let records = c.gw.audit().await;
-    let digest_of = |sql: String| {
+    let ok_sql = format!("SELECT '{marker}'");
+    let bad_sql = format!("SELECT '{marker}' FROM no_such_table");
+    db.batch_execute(&ok_sql).await.unwrap();
+    let _ = db.batch_execute(&bad_sql).await;
+    // The outcome record of a statement: the execution record with its attempt's digest.
+    let outcome_of = |records: &[serde_json::Value], sql: &str| {
+        let attempt = records
+            .iter()
+            .find(|e| e["kind"] == "attempt" && e["payload"]["sql"] == sql)?;
         records
             .iter()
-            .find(|e| e["kind"] == "attempt" && e["payload"]["sql"] == sql.as_str())
-            .unwrap_or_else(|| panic!("no attempt for {sql}"))["payload_digest"]
-            .clone()
+            .find(|e| e["kind"] == "execution" && e["payload_digest"] == attempt["payload_digest"])
+            .cloned()
     };
-    let ok = digest_of(format!("SELECT '{marker}'"));
-    let bad = digest_of(format!("SELECT '{marker}' FROM no_such_table"));
-    let outcome = |d: &serde_json::Value| {
-        records
-            .iter()
-            .find(|e| e["kind"] == "execution" && &e["payload_digest"] == d)
-            .unwrap_or_else(|| panic!("no outcome for {d}"))
-            .clone()
+    let records =
+        c.gw.audit_when(|r| outcome_of(r, &ok_sql).is_some() && outcome_of(r, &bad_sql).is_some())
+            .await;
+    let outcome = |sql: &str| {
+        outcome_of(&records, sql).unwrap_or_else(|| panic!("no attempt and outcome for {sql}"))
     };
-    let o = outcome(&ok);
+    let o = outcome(&ok_sql);
     assert_eq!(
         (o["outcome"].as_str(), o["reason"].as_str()),
         (Some("succeeded"), Some("SELECT 1"))
     );
-    let o = outcome(&bad);
+    let o = outcome(&bad_sql);
     assert_eq!(o["outcome"], "failed");
     assert!(o["reason"].as_str().unwrap().starts_with("42P01"), "{o}");
     assert_eq!(o["channel"], "prod");

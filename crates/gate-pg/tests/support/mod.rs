@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 pub const UPSTREAM_USER: &str = "gate_owner";
@@ -451,7 +452,7 @@ impl Gateway {
             if let Some(id) = self.pending(needle).await.into_iter().next() {
                 return id;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
         panic!("no request became pending");
     }
@@ -473,6 +474,22 @@ impl Gateway {
     }
 
     /// The kinds and outcomes of the audit events so far, as (kind, action, verdict/outcome, reason).
+    /// The audit records, once `ready` holds for them (or after 10 s, whatever they are then):
+    /// the records of a journaled read reach the store with the next commit, after its answer.
+    pub async fn audit_when(
+        &self,
+        ready: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let records = self.audit().await;
+            if ready(&records) || Instant::now() > deadline {
+                return records;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn audit(&self) -> Vec<serde_json::Value> {
         self.engine
             .audit_records(0, 100_000)
