@@ -84,53 +84,56 @@ impl EventKind {
 }
 
 /// One audit event. Fields that do not apply to a kind are left out of the encoding.
+///
+/// Fields are declared in the order the canonical encoding writes them (by name), so encoding
+/// a record never has to reorder its members.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvent {
-    pub time: Timestamp,
-    pub kind: EventKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
     /// Who took this step: the voter, the canceller, the administrator. Absent for the system.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<PrincipalRef>,
-    /// Whose attempt the step concerns.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub principal: Option<PrincipalRef>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on_behalf_of: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub action: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub resources: Vec<Resource>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub payload_digest: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub payload: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub justification: Option<String>,
-    /// `allow`, `deny` or `approval` for attempts; `approve` or `deny` for votes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verdict: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy_version: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub policy_ids: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grant_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vote_id: Option<String>,
-    /// Where the step came from: `api`, `cli`, `slack`, a gate name, `system`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channel: Option<String>,
-    /// How the step ended: a request's final status, an execution's result.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<String>,
     /// Set on the vote and the settlement of a requester's break-glass approval, so such
     /// requests stand out for review after the fact.
     #[serde(default, skip_serializing_if = "is_false")]
     pub break_glass: bool,
+    /// Where the step came from: `api`, `cli`, `slack`, a gate name, `system`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub justification: Option<String>,
+    pub kind: EventKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
+    /// How the step ended: a request's final status, an execution's result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_version: Option<String>,
+    /// Whose attempt the step concerns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<PrincipalRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<Resource>,
+    pub time: Timestamp,
+    /// `allow`, `deny` or `approval` for attempts; `approve` or `deny` for votes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vote_id: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {

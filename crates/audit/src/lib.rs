@@ -89,8 +89,7 @@ mod tests {
         assert_ne!(encode(43, &e).unwrap().leaf_hash, r.leaf_hash);
     }
 
-    #[test]
-    fn every_field_encodes_as_its_json_value_does() {
+    fn event_with_every_field() -> AuditEvent {
         use countersign_core::{Classification, PrincipalRef, Resource, ResourceRef};
         let mut e = AuditEvent::new(EventKind::Attempt, Timestamp(-3));
         e.actor = Some(PrincipalRef::user("ré\"viewer"));
@@ -121,6 +120,12 @@ mod tests {
         e.channel = Some("prod".into());
         e.outcome = Some("SELECT 1".into());
         e.break_glass = true;
+        e
+    }
+
+    #[test]
+    fn every_field_encodes_as_its_json_value_does() {
+        let e = event_with_every_field();
         let mut value = serde_json::to_value(&e).unwrap();
         value
             .as_object_mut()
@@ -129,6 +134,21 @@ mod tests {
         let mut expected = Vec::new();
         countersign_core::canonical::write_value(&value, &mut expected);
         assert_eq!(encode(9, &e).unwrap().event_json.as_bytes(), expected);
+    }
+
+    #[test]
+    fn members_are_declared_in_the_order_they_are_encoded() {
+        // serde_json writes members in declaration order; the canonical form in name order.
+        // Equal output means encoding an event (its principals and resources included) never
+        // reorders members, which is what keeps it cheap.
+        let mut e = event_with_every_field();
+        // A JSON payload keeps the order its members were given in (with serde_json's
+        // `preserve_order`) or name order; given in name order, it is the same either way.
+        e.payload = Some(serde_json::json!({"params": [{"a": [true], "z": 1}], "sql": "SELECT 1"}));
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            countersign_core::canonical::to_canonical_string(&e).unwrap()
+        );
     }
 
     #[test]

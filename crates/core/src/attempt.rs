@@ -109,9 +109,9 @@ impl Classification {
 /// A reference to a resource entity: its Cedar type and id, e.g. `Database::"prod"`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ResourceRef {
+    pub id: String,
     #[serde(rename = "type")]
     pub kind: String,
-    pub id: String,
 }
 
 impl fmt::Display for ResourceRef {
@@ -121,18 +121,21 @@ impl fmt::Display for ResourceRef {
 }
 
 /// A resource an attempt touches, with the attributes policy may look at.
+///
+/// Fields are declared in the canonical encoding's order (`type` last), as in [`ResourceRef`],
+/// so digests and audit records write them without reordering.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Resource {
-    #[serde(rename = "type")]
-    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classification: Option<Classification>,
     pub id: String,
     /// The resource this one lives in, e.g. the `Database` of a `Table`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<ResourceRef>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub classification: Option<Classification>,
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub tags: BTreeSet<String>,
+    #[serde(rename = "type")]
+    pub kind: String,
 }
 
 impl Resource {

@@ -117,6 +117,8 @@ struct Member {
     name: Cow<'static, str>,
     start: usize,
     end: usize,
+    /// The member added by [`to_canonical_string_with`], which wins over one of the same name.
+    extra: bool,
 }
 
 impl Canonical {
@@ -425,6 +427,30 @@ impl Object<'_> {
         name: Cow<'static, str>,
         value: &T,
     ) -> Result<(), CanonicalError> {
+        // The extra member goes out where it belongs, so an object whose own members come in
+        // order (a struct declared in name order) needs no reordering when it closes.
+        if self
+            .extra
+            .is_some_and(|(extra, _)| utf16_order(extra, &name).is_lt())
+        {
+            self.add_extra()?;
+        }
+        self.write_member(name, value, false)
+    }
+
+    fn add_extra(&mut self) -> Result<(), CanonicalError> {
+        match self.extra.take() {
+            Some((name, number)) => self.write_member(Cow::Borrowed(name), &number, true),
+            None => Ok(()),
+        }
+    }
+
+    fn write_member<T: Serialize + ?Sized>(
+        &mut self,
+        name: Cow<'static, str>,
+        value: &T,
+        extra: bool,
+    ) -> Result<(), CanonicalError> {
         if !self.members.is_empty() {
             self.ser.out.push(b',');
         }
@@ -436,17 +462,16 @@ impl Object<'_> {
             name,
             start,
             end: self.ser.out.len(),
+            extra,
         });
         Ok(())
     }
 
     /// Closes the object. Members already in strictly ascending order (every struct declared
     /// in name order) stay where they are; otherwise their bytes are moved into order, and of
-    /// a name given twice only the last stays.
+    /// a name given twice only the extra member or else the last stays.
     fn end(mut self) -> Result<(), CanonicalError> {
-        if let Some((name, number)) = self.extra.take() {
-            self.member(Cow::Borrowed(name), &number)?;
-        }
+        self.add_extra()?;
         let ordered = self
             .members
             .windows(2)
@@ -454,17 +479,15 @@ impl Object<'_> {
         if !ordered {
             let base = self.members[0].start;
             let written = self.ser.out.split_off(base);
-            // Stable: of equal names the last written comes last, and is the one kept.
+            // Stable: of equal names the last written comes last.
             self.members.sort_by(|a, b| utf16_order(&a.name, &b.name));
             let mut first = true;
-            for (i, m) in self.members.iter().enumerate() {
-                if self
-                    .members
-                    .get(i + 1)
-                    .is_some_and(|next| next.name == m.name)
-                {
-                    continue;
-                }
+            for same in self.members.chunk_by(|a, b| a.name == b.name) {
+                // A run of equal names is never empty.
+                let m = same
+                    .iter()
+                    .find(|m| m.extra)
+                    .unwrap_or(&same[same.len() - 1]);
                 if !std::mem::take(&mut first) {
                     self.ser.out.push(b',');
                 }
@@ -862,6 +885,16 @@ mod tests {
             to_canonical_string_with(&v, "n", 7).unwrap(),
             r#"{"a":2,"n":7,"z":1}"#,
             "in order, replacing the value's own"
+        );
+        #[derive(Serialize)]
+        struct OwnAfter {
+            z: u8,
+            n: u8,
+        }
+        assert_eq!(
+            to_canonical_string_with(&OwnAfter { z: 1, n: 0 }, "n", 7).unwrap(),
+            r#"{"n":7,"z":1}"#,
+            "replacing the value's own even when that comes after the place of the added one"
         );
         for not_an_object in [json!([{"a": 1}]), json!("a"), json!(null)] {
             let e = to_canonical_string_with(&not_an_object, "n", 7).unwrap_err();

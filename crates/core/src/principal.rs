@@ -40,8 +40,9 @@ impl PrincipalKind {
 /// A reference to a principal: kind and id, e.g. `Agent::"etl-nightly"`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct PrincipalRef {
-    pub kind: PrincipalKind,
+    // In name order, as the canonical encoding writes them.
     pub id: String,
+    pub kind: PrincipalKind,
 }
 
 impl PrincipalRef {

@@ -683,7 +683,7 @@ impl Session {
         let mut reader = Reader {
             gate: gate.clone(),
             principal: principal.clone(),
-            peer,
+            source: peer.ip().to_string(),
             client: client_rd,
             buf: client.buf,
             upstream: upstream_wr,
@@ -763,7 +763,9 @@ enum Disposition {
 struct Reader {
     gate: Arc<Gate>,
     principal: Principal,
-    peer: SocketAddr,
+    /// The client's address, as the `source` of every attempt's context (made once, not per
+    /// statement).
+    source: String,
     client: ReadHalf<Stream>,
     buf: BytesMut,
     upstream: WriteHalf<Stream>,
@@ -1111,11 +1113,12 @@ impl Reader {
         let replaces_prepared = ["prepare", "deallocate", "discard"]
             .iter()
             .any(|k| contains_ignoring_case(&text, k));
+        // Members in name order, which the digest and the audit record write without sorting.
         let mut payload = serde_json::Map::new();
-        payload.insert("sql".into(), serde_json::Value::String(text));
         if let Some(params) = params {
             payload.insert("params".into(), serde_json::Value::Array(params));
         }
+        payload.insert("sql".into(), serde_json::Value::String(text));
         let disposition = self
             .decide_payload(&class, serde_json::Value::Object(payload))
             .await?;
@@ -1163,7 +1166,7 @@ impl Reader {
         }));
         let mut context = BTreeMap::from([
             ("gate".to_owned(), gate.clone()),
-            ("source".to_owned(), self.peer.ip().to_string()),
+            ("source".to_owned(), self.source.clone()),
         ]);
         if let Some(note) = &class.note {
             context.insert("classification_note".to_owned(), note.clone());
