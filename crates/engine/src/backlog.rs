@@ -112,7 +112,7 @@ impl Drained {
 }
 
 /// Whether a decision was taken.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Admission {
     /// Journaled: the caller may act on it now.
     Recorded,
@@ -466,10 +466,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let backlog = journaled(dir.path());
         for n in 1..=3 {
-            assert!(matches!(
-                backlog.push_decision(event(n)),
-                Admission::Recorded
-            ));
+            assert_eq!(backlog.push_decision(event(n)), Admission::Recorded);
         }
         let first = backlog.drain();
         assert_eq!(times(&first), [1, 2, 3]);
@@ -504,10 +501,7 @@ mod tests {
         backlog.push_record(event(1));
         backlog.push_record(event(2));
         assert_eq!(written(), 0, "outcome lines wait");
-        assert!(matches!(
-            backlog.push_decision(event(3)),
-            Admission::Recorded
-        ));
+        assert_eq!(backlog.push_decision(event(3)), Admission::Recorded);
         assert_eq!(written(), 3, "they went with the decision's");
         backlog.push_record(event(4));
         let drained = backlog.drain();
@@ -573,10 +567,7 @@ mod tests {
             .records
             .push_back((event(2), Place::Unjournaled));
         backlog.push_record(event(3));
-        assert!(matches!(
-            backlog.push_decision(event(4)),
-            Admission::Recorded
-        ));
+        assert_eq!(backlog.push_decision(event(4)), Admission::Recorded);
         let places: Vec<Option<u64>> = lock(&backlog.state)
             .records
             .iter()
@@ -590,10 +581,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let backlog = journaled(dir.path());
         for n in 1..=2 {
-            assert!(matches!(
-                backlog.push_decision(event(n)),
-                Admission::Recorded
-            ));
+            assert_eq!(backlog.push_decision(event(n)), Admission::Recorded);
         }
         let first = backlog.drain();
         let segment = lock(&backlog.state)
@@ -603,21 +591,12 @@ mod tests {
             .position()
             .segment;
         backlog.sync_failed(&mut lock(&backlog.state));
-        assert!(matches!(
-            backlog.push_decision(event(3)),
-            Admission::Declined
-        ));
+        assert_eq!(backlog.push_decision(event(3)), Admission::Declined);
         // A commit short of where the journal stood does not end it, however many come.
         backlog.committed(Some(JournalMark { segment, line: 1 }));
-        assert!(matches!(
-            backlog.push_decision(event(4)),
-            Admission::Declined
-        ));
+        assert_eq!(backlog.push_decision(event(4)), Admission::Declined);
         backlog.committed(first.mark());
-        assert!(matches!(
-            backlog.push_decision(event(5)),
-            Admission::Recorded
-        ));
+        assert_eq!(backlog.push_decision(event(5)), Admission::Recorded);
         let placed = lock(&backlog.state).records[0].1.mark().unwrap();
         assert!(
             placed.segment > segment,
@@ -628,10 +607,7 @@ mod tests {
         let second = backlog.drain();
         backlog.committed(second.mark());
         backlog.sync_failed(&mut lock(&backlog.state));
-        assert!(matches!(
-            backlog.push_decision(event(6)),
-            Admission::Recorded
-        ));
+        assert_eq!(backlog.push_decision(event(6)), Admission::Recorded);
     }
 
     #[test]
@@ -643,27 +619,15 @@ mod tests {
         backlog
             .synced_at
             .store(backlog.since_epoch(), Ordering::Relaxed);
-        assert!(matches!(
-            backlog.push_decision(event(1)),
-            Admission::Recorded
-        ));
+        assert_eq!(backlog.push_decision(event(1)), Admission::Recorded);
         lock(&backlog.state).sync_failed_at = Some(JournalMark::default());
-        assert!(matches!(
-            backlog.push_decision(event(2)),
-            Admission::Declined
-        ));
+        assert_eq!(backlog.push_decision(event(2)), Admission::Declined);
         lock(&backlog.state).sync_failed_at = None;
-        assert!(matches!(
-            backlog.push_decision(event(3)),
-            Admission::Recorded
-        ));
+        assert_eq!(backlog.push_decision(event(3)), Admission::Recorded);
         backlog.drain();
         // No sync round ended for longer than the interval and the stall allowance: a sync hangs.
         std::thread::sleep(DELAY + STALL + Duration::from_millis(20));
-        assert!(matches!(
-            backlog.push_decision(event(4)),
-            Admission::Declined
-        ));
+        assert_eq!(backlog.push_decision(event(4)), Admission::Declined);
     }
 
     #[test]
@@ -671,30 +635,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let backlog = journaled(dir.path());
         backlog.restore(Drained::default());
-        assert!(matches!(
-            backlog.push_decision(event(1)),
-            Admission::Declined
-        ));
+        assert_eq!(backlog.push_decision(event(1)), Admission::Declined);
         backlog.committed(None);
-        assert!(matches!(
-            backlog.push_decision(event(2)),
-            Admission::Recorded
-        ));
+        assert_eq!(backlog.push_decision(event(2)), Admission::Recorded);
         // Nobody took it: once the writer is that late, decisions wait.
         std::thread::sleep(DELAY + STALL + Duration::from_millis(20));
-        assert!(matches!(
-            backlog.push_decision(event(3)),
-            Admission::Declined
-        ));
+        assert_eq!(backlog.push_decision(event(3)), Admission::Declined);
         assert_eq!(times(&backlog.drain()), [2]);
-        assert!(matches!(
-            backlog.push_decision(event(4)),
-            Admission::Recorded
-        ));
+        assert_eq!(backlog.push_decision(event(4)), Admission::Recorded);
 
         // Without a journal, nothing is acted on ahead.
         let plain = Backlog::new(None, Vec::new(), DELAY);
-        assert!(matches!(plain.push_decision(event(5)), Admission::Declined));
+        assert_eq!(plain.push_decision(event(5)), Admission::Declined);
     }
 
     #[test]
