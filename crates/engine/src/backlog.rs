@@ -50,6 +50,9 @@ pub(crate) struct Backlog {
     journaled: bool,
     /// The last batch failed to commit.
     failing: AtomicBool,
+    /// The gateway is stopping: an outcome's line is written at once, since no later write
+    /// or sync may come to take it.
+    closing: AtomicBool,
     /// Longest a record waits for its batch.
     delay: Duration,
     /// How often the journal is synced, once [`Backlog::keep_synced`] started the syncs.
@@ -141,6 +144,7 @@ impl Backlog {
             }),
             arrived: Notify::new(),
             failing: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
             delay,
             sync_every: OnceLock::new(),
             synced_at: AtomicU64::new(0),
@@ -227,6 +231,17 @@ impl Backlog {
             None => Place::Unjournaled,
         };
         self.queue(&mut state, event, place);
+        if self.closing.load(Ordering::Relaxed) {
+            write_pending(&mut state);
+        }
+    }
+
+    /// For a gateway that is stopping: writes the lines that wait, and every later one at
+    /// once, so that the journal holds every record the store may not get (the next start
+    /// commits them).
+    pub fn close(&self) {
+        self.closing.store(true, Ordering::Relaxed);
+        write_pending(&mut lock(&self.state));
     }
 
     fn queue(&self, state: &mut State, event: AuditEvent, place: Place) {
@@ -254,11 +269,10 @@ impl Backlog {
     /// The oldest records here (at most [`BATCH`]), for one batch.
     pub fn drain(&self) -> Drained {
         let mut state = lock(&self.state);
+        write_pending(&mut state);
+        // Lines that could not be written: the records still go to the store; only the
+        // journal's copy is given up.
         if state.unwritten_records > 0 {
-            if let (_, Some(e)) = write_waiting(&mut state, None) {
-                // The records still go to the store; only the journal's copy is given up.
-                tracing::error!(error = %e, "cannot write the audit journal; records wait for the store");
-            }
             for (_, place) in &mut state.records {
                 if *place == Place::Waiting {
                     *place = Place::Unjournaled;
@@ -349,11 +363,7 @@ fn sync_journal(backlog: &Weak<Backlog>, every: Duration) {
                 return;
             };
             let mut state = lock(&backlog.state);
-            if state.unwritten_records > 0
-                && let (_, Some(e)) = write_waiting(&mut state, None)
-            {
-                tracing::error!(error = %e, "cannot write the audit journal; records wait for the store");
-            }
+            write_pending(&mut state);
             state
                 .journal
                 .as_mut()
@@ -437,6 +447,16 @@ fn write_waiting(
     (decision_at, error)
 }
 
+/// Writes the lines that wait, if any. A failure is logged: those records still reach the
+/// store, only not ahead of it.
+fn write_pending(state: &mut State) {
+    if state.unwritten_records > 0
+        && let (_, Some(e)) = write_waiting(state, None)
+    {
+        tracing::error!(error = %e, "cannot write the audit journal; records wait for the store");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -480,24 +500,45 @@ mod tests {
         assert_eq!(backlog.len(), 0);
     }
 
+    /// The lines the journal's segments in `dir` hold.
+    fn lines_in(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .map(|p| {
+                std::fs::read(p)
+                    .unwrap()
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count()
+            })
+            .sum()
+    }
+
+    #[test]
+    fn once_closing_outcome_lines_are_written_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let backlog = journaled(dir.path());
+        backlog.push_record(event(1));
+        assert_eq!(lines_in(dir.path()), 0, "outcome lines wait");
+        backlog.close();
+        assert_eq!(lines_in(dir.path()), 1, "closing writes the waiting line");
+        backlog.push_record(event(2));
+        assert_eq!(lines_in(dir.path()), 2, "and every later one at once");
+        let places: Vec<Option<u64>> = lock(&backlog.state)
+            .records
+            .iter()
+            .map(|(_, place)| place.mark().map(|m| m.line))
+            .collect();
+        assert_eq!(places, [Some(1), Some(2)]);
+    }
+
     #[test]
     fn outcome_lines_go_out_with_the_next_decision_or_the_next_drain() {
         let dir = tempfile::tempdir().unwrap();
         let backlog = journaled(dir.path());
-        let written = || -> usize {
-            std::fs::read_dir(dir.path())
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-                .map(|p| {
-                    std::fs::read(p)
-                        .unwrap()
-                        .iter()
-                        .filter(|&&b| b == b'\n')
-                        .count()
-                })
-                .sum()
-        };
+        let written = || lines_in(dir.path());
         backlog.push_record(event(1));
         backlog.push_record(event(2));
         assert_eq!(written(), 0, "outcome lines wait");

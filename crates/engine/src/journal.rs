@@ -10,7 +10,8 @@
 //! A thread syncs the journal to disk every `journal_sync_every` (10 ms by default; see
 //! `backlog.rs`), so what a crash of the whole machine (power, kernel) can lose is what was
 //! journaled in the last sync interval, or at most 50 ms more while syncs lag, since decisions
-//! stop being acted on ahead of their commit then.
+//! stop being acted on ahead of their commit then; after a failed sync, what it left unsynced
+//! until the store has it (decisions wait for their commit meanwhile).
 //!
 //! The writer commits journaled records to the store in batches, every `journal_commit_every`
 //! (200 ms by default: a commit costs per page, so fewer, fuller commits cost less per record),
@@ -298,9 +299,11 @@ fn create_segment(dir: &Path, n: u64) -> Result<File, JournalError> {
     let file = private(OpenOptions::new().append(true).create_new(true))
         .open(&path)
         .map_err(io_error(&path))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_error(dir))?;
+    if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+        // Not left behind: the next try creates the same segment, which must not exist yet.
+        let _ = std::fs::remove_file(&path);
+        return Err(io_error(dir)(e));
+    }
     Ok(file)
 }
 

@@ -85,6 +85,24 @@ impl JournalConfig {
             commit_every: JournalConfig::DEFAULT_COMMIT_EVERY,
         }
     }
+
+    /// Refuses intervals outside `(0, MAX_EVERY]`: a zero sync interval would keep the sync
+    /// thread spinning on the backlog's lock.
+    fn check(&self) -> Result<(), EngineError> {
+        for (name, every) in [
+            ("sync_every", self.sync_every),
+            ("commit_every", self.commit_every),
+        ] {
+            if every.is_zero() || every > JournalConfig::MAX_EVERY {
+                return Err(EngineError::NotRecorded(format!(
+                    "the audit journal's {name} must be more than 0 and at most {}ms, not {}ms",
+                    JournalConfig::MAX_EVERY.as_millis(),
+                    every.as_millis()
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Without a journal, how long after-the-fact records (outcomes) wait for their commit:
@@ -258,6 +276,9 @@ impl Engine {
         policies: LoadedPolicies,
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
+        if let Some(journal) = &config.journal {
+            journal.check()?;
+        }
         // The journal first: what a crash left in it is committed before anything else.
         let backlog = Arc::new(match &config.journal {
             Some(JournalConfig {
@@ -1086,8 +1107,11 @@ impl Engine {
     }
 
     /// Commits what the backlog holds and signs a checkpoint of everything logged so far; call
-    /// before shutting down.
+    /// before shutting down. From then on, outcome records are journaled as they come.
     pub async fn checkpoint(&self) -> Result<(), EngineError> {
+        // Gates still running may add outcome records after the last batch: from here their
+        // journal lines are written at once, for the next start to commit.
+        self.inner.backlog.close();
         // A batch takes at most 20,000 of the backlog's records: at shutdown, keep going until
         // the checkpoint covers them all (bounded, as gates may still be adding).
         for _ in 0..100 {

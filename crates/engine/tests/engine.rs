@@ -761,6 +761,43 @@ async fn journaled_reads_are_answered_at_once_and_stored_once_in_order(backend: 
     );
 }
 
+#[tokio::test]
+async fn journal_intervals_out_of_range_are_refused_at_start() {
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let zero = countersign_engine::JournalConfig {
+        sync_every: std::time::Duration::ZERO,
+        ..countersign_engine::JournalConfig::new(dir.path())
+    };
+    let too_long = countersign_engine::JournalConfig {
+        commit_every: std::time::Duration::from_secs(5),
+        ..countersign_engine::JournalConfig::new(dir.path())
+    };
+    for (journal, expected) in [
+        (
+            zero,
+            "sync_every must be more than 0 and at most 1000ms, not 0ms",
+        ),
+        (
+            too_long,
+            "commit_every must be more than 0 and at most 1000ms, not 5000ms",
+        ),
+    ] {
+        let err = Engine::start(
+            Store::open(&db.url).await.unwrap(),
+            policies(),
+            EngineConfig {
+                public_url: "http://review.test".into(),
+                audit: signing(),
+                journal: Some(journal),
+            },
+        )
+        .await
+        .expect_err("an interval out of range");
+        assert!(err.to_string().contains(expected), "{err}");
+    }
+}
+
 /// A gateway that dies with records journaled but not committed (here the store is down, so
 /// none can be) commits them at its next start, each once, in order; and once a commit has
 /// failed, reads are no longer answered ahead but wait for the store, and fail.
