@@ -451,13 +451,19 @@ impl Object<'_> {
         value: &T,
         extra: bool,
     ) -> Result<(), CanonicalError> {
+        let before = self.ser.out.len();
         if !self.members.is_empty() {
             self.ser.out.push(b',');
         }
         let start = self.ser.out.len();
         write_string(&name, &mut self.ser.out);
         self.ser.out.push(b':');
-        value.serialize(&mut *self.ser)?;
+        if let Err(e) = value.serialize(&mut *self.ser) {
+            // Nothing of a refused member stays: a `Serialize` impl that goes on past the
+            // error gets valid JSON without it, as serde_json's `to_value` would.
+            self.ser.out.truncate(before);
+            return Err(e);
+        }
         self.members.push(Member {
             name,
             start,
@@ -876,6 +882,26 @@ mod tests {
         }
         assert!(to_canonical_vec(&NotFinite).is_err());
         assert!(serde_json::to_value(&NotFinite).is_err());
+    }
+
+    #[test]
+    fn a_member_that_fails_leaves_nothing_behind() {
+        /// Goes on past a member that cannot be encoded, as serde_json lets it.
+        struct SkipsFailures;
+        impl Serialize for SkipsFailures {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeMap;
+                let mut map = s.serialize_map(None)?;
+                map.serialize_entry("a", &1)?;
+                let _ = map.serialize_entry("bad", &BTreeMap::from([(vec![1u8], 1)]));
+                map.serialize_entry("z", &2)?;
+                map.end()
+            }
+        }
+        // As serde_json's value leaves it (its writer, like this one was, keeps the half).
+        let expected = serde_json::to_value(&SkipsFailures).unwrap().to_string();
+        assert_eq!(expected, r#"{"a":1,"z":2}"#);
+        assert_eq!(to_canonical_string(&SkipsFailures).unwrap(), expected);
     }
 
     #[test]
